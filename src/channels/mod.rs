@@ -1,0 +1,3 @@
+//! Channels: each turns a protocol into messages for triage and decisions back into the protocol.
+
+pub mod email;

@@ -1,0 +1,369 @@
+//! The `firstline` command line: classify, eval, check-config.
+
+use std::io::{self, BufRead, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use firstline::eval;
+use firstline::input;
+use firstline::triage::{self, Decision, Facts, Policy, policy::EMBEDDED_POLICY_NAME};
+
+/// Exit code when a check fails (eval below the bar, an invalid policy).
+const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code for bad input: an unreadable file, a bad policy path.
+const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "firstline",
+    version,
+    about = "First-line support triage: proposes the severity your written policy gives a customer message, with the evidence and the questions to ask.",
+    after_help = "Examples:\n  firstline classify fixtures/email/server-down.eml\n  echo 'prod HN pcs3 down!!! all CTs offline' | firstline classify --json\n  firstline eval fixtures/triage/dev.jsonl fixtures/triage/test.jsonl --min-accuracy 95\n  firstline check-config --policy my-policy.toml\n\nExit codes: 0 success, 1 a check failed (eval below the bar, invalid policy), 2 bad input or usage."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct PolicyArg {
+    /// Policy file to use instead of the embedded config/policy.toml.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify one message (plain text or a raw .eml, detected), or a batch with --jsonl.
+    #[command(after_help = "Examples:\n  firstline classify fixtures/email/server-down.eml\n  echo 'the backup of CT 101 failed last night' | firstline classify --json\n  printf '%s\\n' '{\"id\":\"a\",\"text\":\"Power Panel is down for everyone\"}' | firstline classify --jsonl\n\nWith --jsonl each input line is {\"id\": ..., \"text\": ...} or {\"id\": ..., \"eml\": \"<raw RFC 5322 message>\"}; each output line is the decision with its id, or {\"id\": ..., \"error\": ...} for a bad line (the batch goes on).")]
+    Classify {
+        /// The message file; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        /// Print one JSON object (the classify contract) instead of the readable report.
+        #[arg(long, conflicts_with = "jsonl")]
+        json: bool,
+        /// Batch mode: one JSON input object per line, one JSON output line per input, in order.
+        #[arg(long)]
+        jsonl: bool,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// Measure accuracy on labelled cases (.jsonl with "expected" severities).
+    #[command(after_help = "Example:\n  firstline eval fixtures/triage/dev.jsonl fixtures/triage/test.jsonl --min-accuracy 95 --min-level1-recall 100\n\nEach file is reported as a split (name of the file without .jsonl), with per-language lines when the cases carry \"lang\".")]
+    Eval {
+        /// Files of labelled cases, one JSON object per line.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Exit 1 when exact severity accuracy over all cases is below this percentage.
+        #[arg(long, value_name = "PERCENT")]
+        min_accuracy: Option<f64>,
+        /// Exit 1 when the recall of level-1 cases is below this percentage.
+        #[arg(long, value_name = "PERCENT")]
+        min_level1_recall: Option<f64>,
+        /// Print the summary and every outcome as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// Validate a policy file and list every error with its line; exit 1 when there are any.
+    #[command(name = "check-config", after_help = "Examples:\n  firstline check-config\n  firstline check-config --policy config/policy.toml")]
+    CheckConfig {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("firstline: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn load_policy(arg: &PolicyArg) -> Result<Policy, ExitCode> {
+    let result = match &arg.policy {
+        Some(path) => Policy::from_file(path),
+        None => Policy::from_toml(triage::policy::EMBEDDED_POLICY, EMBEDDED_POLICY_NAME),
+    };
+    result.map_err(|errors| {
+        eprint!("firstline: {errors}");
+        ExitCode::from(EXIT_CHECK_FAILED)
+    })
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { policy } => {
+            let name = policy
+                .policy
+                .as_ref()
+                .map_or(EMBEDDED_POLICY_NAME.to_string(), |p| p.display().to_string());
+            match load_policy(&policy) {
+                Ok(p) => {
+                    println!(
+                        "{name}: ok ({} attributes, {} patterns, {} rules, {} notes, {} questions)",
+                        p.attributes.len(),
+                        p.patterns.len(),
+                        p.rules.len() + 1,
+                        p.notes.len(),
+                        p.questions.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        Command::Classify {
+            file,
+            json,
+            jsonl,
+            policy,
+        } => {
+            let policy = match load_policy(&policy) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            if jsonl {
+                classify_batch(&policy, file.as_deref())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let raw = read_input(file.as_deref())?;
+            let text = input::message_text(&raw).context("cannot read the message")?;
+            let (facts, decision) = triage::triage(&policy, &text);
+            let stdout = io::stdout();
+            let mut out = stdout.lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &decision.to_json(None))?;
+                writeln!(out)?;
+            } else {
+                let color = io::stdout().is_terminal();
+                write!(out, "{}", render_decision(&policy, &facts, &decision, color))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval {
+            files,
+            min_accuracy,
+            min_level1_recall,
+            json,
+            policy,
+        } => {
+            let policy = match load_policy(&policy) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let mut outcomes = Vec::new();
+            let mut checks = 0;
+            for path in &files {
+                let cases = eval::load_cases(path)?;
+                checks += eval::attribute_checks(&cases);
+                let split = path
+                    .file_stem()
+                    .map_or("cases".into(), |s| s.to_string_lossy().into_owned());
+                outcomes.extend(eval::run(&policy, &split, &cases));
+            }
+            let levels: Vec<u8> = policy.level_names.keys().copied().collect();
+            let all: Vec<&eval::Outcome> = outcomes.iter().collect();
+            let summary = eval::summarize(&levels, &all);
+            if json {
+                let v = json!({"summary": summary, "outcomes": outcomes});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", eval::render(&levels, &outcomes, checks));
+            }
+            let mut failed = false;
+            if let Some(bar) = min_accuracy
+                && summary.accuracy * 100.0 < bar
+            {
+                eprintln!(
+                    "firstline: accuracy {:.1}% is below --min-accuracy {bar}%",
+                    summary.accuracy * 100.0
+                );
+                failed = true;
+            }
+            if let Some(bar) = min_level1_recall {
+                let recall = summary.per_level.get(&1).map_or(1.0, |(_, r, _)| *r);
+                if recall * 100.0 < bar {
+                    eprintln!(
+                        "firstline: level-1 recall {:.1}% is below --min-level1-recall {bar}%",
+                        recall * 100.0
+                    );
+                    failed = true;
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(EXIT_CHECK_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    match file {
+        None => io::stdin().read_to_end(&mut raw).map(|_| ())?,
+        Some(p) if p == Path::new("-") => io::stdin().read_to_end(&mut raw).map(|_| ())?,
+        Some(p) => {
+            raw = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+    }
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        bail!("the message is empty");
+    }
+    Ok(raw)
+}
+
+/// One `--jsonl` input line → one output line. A bad line gets an error object.
+fn classify_line(policy: &Policy, line: &str) -> Value {
+    let parsed: Result<Value, _> = serde_json::from_str(line);
+    let obj = match parsed {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => return json!({"id": null, "error": "the line is not a JSON object"}),
+        Err(e) => return json!({"id": null, "error": format!("invalid JSON: {e}")}),
+    };
+    let id = obj.get("id").cloned().unwrap_or(Value::Null);
+    let id_str = match &id {
+        Value::String(s) => s.clone(),
+        Value::Null => {
+            return json!({"id": null, "error": "missing \"id\""});
+        }
+        other => other.to_string(),
+    };
+    let text = match (obj.get("text"), obj.get("eml")) {
+        (Some(Value::String(t)), None) => Ok(t.clone()),
+        (None, Some(Value::String(e))) => {
+            input::email_text(e.as_bytes()).map_err(|e| format!("bad \"eml\": {e}"))
+        }
+        (Some(_), Some(_)) => Err("give either \"text\" or \"eml\", not both".to_string()),
+        (Some(_), None) => Err("\"text\" must be a string".to_string()),
+        (None, Some(_)) => Err("\"eml\" must be a string".to_string()),
+        (None, None) => Err("missing \"text\" or \"eml\"".to_string()),
+    };
+    match text {
+        Ok(text) => {
+            let (_, d) = triage::triage(policy, &text);
+            let mut v = d.to_json(Some(&id_str));
+            if let Value::Object(m) = &mut v {
+                m.insert("id".into(), id);
+            }
+            v
+        }
+        Err(e) => json!({"id": id, "error": e}),
+    }
+}
+
+fn classify_batch(policy: &Policy, file: Option<&Path>) -> Result<()> {
+    let reader: Box<dyn BufRead> = match file {
+        None => Box::new(io::stdin().lock()),
+        Some(p) if p == Path::new("-") => Box::new(io::stdin().lock()),
+        Some(p) => Box::new(io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )),
+    };
+    let progress = io::stderr().is_terminal();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut n = 0usize;
+    for line in reader.lines() {
+        let line = line.context("cannot read the input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = classify_line(policy, &line);
+        serde_json::to_writer(&mut out, &v)?;
+        out.write_all(b"\n")?;
+        n += 1;
+        if progress && n.is_multiple_of(1000) {
+            eprint!("\rclassified {n} messages");
+        }
+    }
+    out.flush()?;
+    if progress && n >= 1000 {
+        eprintln!("\rclassified {n} messages");
+    }
+    Ok(())
+}
+
+/// The readable report: severity, why, the facts with their words, the message with the
+/// evidence marked, the questions and the labels.
+fn render_decision(policy: &Policy, facts: &Facts, d: &Decision, color: bool) -> String {
+    let (on, off) = if color {
+        ("\x1b[1;33m", "\x1b[0m")
+    } else {
+        ("[[", "]]")
+    };
+    let mut s = String::new();
+    let name = &d.severity_name;
+    s.push_str(&format!(
+        "Severity {} ({name}), rule {}, confidence {:.2}\n",
+        d.severity, d.rule, d.confidence
+    ));
+    for n in &d.notes {
+        s.push_str(&format!("  step B: {} → {} by note '{}'\n", n.from, n.to, n.id));
+    }
+    s.push_str(&format!("\nWhy: {}\n", d.rationale));
+    if !d.attributes.is_empty() {
+        s.push_str("\nFacts:\n");
+        for (k, v) in &d.attributes {
+            let words: Vec<String> = facts
+                .by_name(policy, k)
+                .map(|f| f.evidence.iter().map(|e| format!("\"{}\"", e.text)).collect())
+                .unwrap_or_default();
+            s.push_str(&format!("  {k} = {v}"));
+            if !words.is_empty() {
+                s.push_str(&format!("   ({})", words.join(", ")));
+            }
+            s.push('\n');
+        }
+    }
+    if !d.evidence.is_empty() {
+        s.push_str("\nIn the message:\n");
+        let text = &facts.text;
+        let mut spans: Vec<(usize, usize)> = d.evidence.iter().map(|e| (e.start, e.end)).collect();
+        spans.sort_unstable();
+        let mut line_start = 0;
+        for line in text.split('\n') {
+            let line_end = line_start + line.len();
+            let inside: Vec<(usize, usize)> = spans
+                .iter()
+                .copied()
+                .filter(|&(a, b)| a >= line_start && b <= line_end)
+                .collect();
+            if !inside.is_empty() {
+                let mut marked = String::new();
+                let mut at = line_start;
+                for (a, b) in inside {
+                    if a < at {
+                        continue;
+                    }
+                    marked.push_str(&text[at..a]);
+                    marked.push_str(on);
+                    marked.push_str(&text[a..b]);
+                    marked.push_str(off);
+                    at = b;
+                }
+                marked.push_str(&text[at..line_end]);
+                s.push_str(&format!("  | {marked}\n"));
+            }
+            line_start = line_end + 1;
+        }
+    }
+    if !d.questions.is_empty() {
+        s.push_str("\nQuestions for the customer:\n");
+        for q in &d.questions {
+            s.push_str(&format!("  - [{}] {}\n", q.id, q.text));
+        }
+    }
+    s.push_str(&format!("\nLabels: {}\n", d.labels.join(", ")));
+    s
+}

@@ -1,0 +1,199 @@
+//! Classification: step A (the most severe matching criterion), step B (the seed's notes),
+//! the clarifying questions and the labels, as the policy file says.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::facts::{Evidence, FactValue, Facts, Outcome, Source, holds};
+use super::policy::{AttributeKind, Cond, Policy, Rule};
+
+/// A clarifying question for the customer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Question {
+    pub id: String,
+    pub text: String,
+}
+
+/// A step-B note that changed the level.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedNote {
+    pub id: String,
+    pub from: u8,
+    pub to: u8,
+}
+
+/// The proposed severity and everything that explains it; serializes to the `classify` JSON
+/// contract (section 4 of the policy document).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub severity: u8,
+    pub severity_name: String,
+    pub rule: String,
+    pub rationale: String,
+    pub attributes: Map<String, Value>,
+    pub evidence: Vec<Evidence>,
+    pub questions: Vec<Question>,
+    pub labels: Vec<String>,
+    pub confidence: f32,
+    /// Step A's level and the notes that moved it (shown to people, not in the JSON contract).
+    #[serde(skip)]
+    pub base_level: u8,
+    #[serde(skip)]
+    pub notes: Vec<AppliedNote>,
+}
+
+impl Decision {
+    pub fn to_json(&self, id: Option<&str>) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let (Some(id), Value::Object(map)) = (id, &mut v) {
+            let mut with_id = Map::new();
+            with_id.insert("id".into(), Value::String(id.to_string()));
+            with_id.extend(std::mem::take(map));
+            return Value::Object(with_id);
+        }
+        v
+    }
+}
+
+/// Step A: the deciding rule. A matching rule that `decides` wins outright (in file order);
+/// otherwise the most severe matching rule; otherwise the default.
+pub fn base_rule<'p>(policy: &'p Policy, facts: &Facts) -> &'p Rule {
+    let none = Outcome::default();
+    if let Some(r) = policy
+        .rules
+        .iter()
+        .find(|r| r.decides && holds(policy, &r.when, facts, none))
+    {
+        return r;
+    }
+    policy
+        .rules
+        .iter()
+        .filter(|r| !r.decides && holds(policy, &r.when, facts, none))
+        .min_by_key(|r| r.level)
+        .unwrap_or(&policy.default_rule)
+}
+
+fn collect_attributes(policy: &Policy, c: &Cond, out: &mut Vec<usize>) {
+    match c {
+        Cond::FlagIs(i, _) | Cond::Known(i) | Cond::ValueIs(i, _) | Cond::ListHas(i, _) => {
+            if !out.contains(i) {
+                out.push(*i)
+            }
+        }
+        Cond::Derived(d) => collect_attributes(policy, &policy.derived[*d].1, out),
+        Cond::Not(x) => collect_attributes(policy, x, out),
+        Cond::And(v) | Cond::Or(v) => v.iter().for_each(|x| collect_attributes(policy, x, out)),
+        _ => {}
+    }
+}
+
+/// Applies the policy to the facts.
+pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
+    let rule = base_rule(policy, facts);
+    let base_level = rule.level;
+    let mut level = base_level;
+    let mut notes = Vec::new();
+    let mut rationale = rule.rationale.trim().to_string();
+    for note in &policy.notes {
+        if !note.from.contains(&level) || (!note.rules.is_empty() && !note.rules.contains(&rule.id))
+        {
+            continue;
+        }
+        let outcome = Outcome {
+            level: Some(level),
+            base_level: Some(base_level),
+            rule: Some(&rule.id),
+        };
+        if holds(policy, &note.when, facts, outcome) {
+            notes.push(AppliedNote {
+                id: note.id.clone(),
+                from: level,
+                to: note.to,
+            });
+            rationale.push(' ');
+            rationale.push_str(note.rationale.trim());
+            level = note.to;
+        }
+    }
+
+    let outcome = Outcome {
+        level: Some(level),
+        base_level: Some(base_level),
+        rule: Some(&rule.id),
+    };
+    let questions: Vec<Question> = policy
+        .questions
+        .iter()
+        .filter(|q| holds(policy, &q.when, facts, outcome))
+        .map(|q| Question {
+            id: q.id.clone(),
+            text: q.text.clone(),
+        })
+        .collect();
+
+    let mut attributes = Map::new();
+    let mut evidence = Vec::new();
+    let mut labels = vec![policy.labels.severity.replace("{level}", &level.to_string())];
+    for (a, slot) in policy.attributes.iter().zip(&facts.slots) {
+        let Some(fact) = slot else { continue };
+        if a.internal {
+            continue;
+        }
+        attributes.insert(a.name.clone(), fact.value.to_json());
+        evidence.extend(fact.evidence.iter().cloned());
+        if fact.value == FactValue::Flag(true) && a.kind == AttributeKind::Flag {
+            labels.push(policy.labels.attribute.replace("{name}", &a.name));
+        }
+    }
+    for &i in &policy.labels.value {
+        if let Some(FactValue::Value(v)) = facts.get(i).map(|f| &f.value) {
+            labels.push(
+                policy
+                    .labels
+                    .value_format
+                    .replace("{name}", &policy.attributes[i].name)
+                    .replace("{value}", v),
+            );
+        }
+    }
+    for q in &questions {
+        labels.push(policy.labels.question.replace("{id}", &q.id));
+    }
+    evidence.sort_by_key(|e| (e.start, e.end));
+
+    Decision {
+        severity: level,
+        severity_name: policy.level_name(level).to_string(),
+        rule: rule.id.clone(),
+        rationale,
+        attributes,
+        evidence,
+        questions,
+        labels,
+        confidence: confidence(policy, rule, facts, notes.len()),
+        base_level,
+        notes,
+    }
+}
+
+/// How sure the proposal is: the rule's own confidence, lowered when its deciding facts come
+/// only from a pasted log or quoted text, and a little for each note that moved the level.
+fn confidence(policy: &Policy, rule: &Rule, facts: &Facts, notes: usize) -> f32 {
+    let c = &policy.confidence;
+    let mut deciding = Vec::new();
+    collect_attributes(policy, &rule.when, &mut deciding);
+    let weakest = deciding
+        .iter()
+        .filter_map(|&i| facts.get(i))
+        .map(|f| f.source)
+        .max()
+        .unwrap_or(Source::Own);
+    let factor = match weakest {
+        Source::Own | Source::Signature => c.own_words,
+        Source::Log => c.log_only,
+        Source::Quoted => c.quoted_only,
+    };
+    let value = rule.confidence * factor * c.per_note.powi(notes as i32);
+    (value.clamp(0.0, 1.0) * 100.0).round() / 100.0
+}

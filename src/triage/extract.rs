@@ -1,0 +1,405 @@
+//! Fact extraction: one pass of the policy's pattern set over the normalized message, then
+//! negation, time and source rules decide what each match means.
+
+use std::collections::HashMap;
+
+use super::facts::{Evidence, Fact, FactValue, Facts, Source};
+use super::policy::{AttributeKind, MatchValue, Pattern, Policy};
+use super::text::{self, Normalized};
+
+/// One occurrence of a pattern in the message.
+#[derive(Debug, Clone)]
+struct Hit {
+    attribute: usize,
+    value: MatchValue,
+    strength: u8,
+    start: usize,
+    end: usize,
+    source: Source,
+    negated: bool,
+    past: bool,
+    /// For phone hits: the number as written.
+    number: Option<(usize, usize)>,
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+fn char_before(s: &str, at: usize) -> Option<char> {
+    s[..at].chars().next_back()
+}
+
+fn char_after(s: &str, at: usize) -> Option<char> {
+    s[at..].chars().next()
+}
+
+/// Extracts the facts of one message (plain text: subject first, then body).
+pub fn extract(policy: &Policy, message: &str) -> Facts {
+    let norm = text::normalize(message, &policy.text);
+    extract_normalized(policy, norm)
+}
+
+/// Extracts from an already normalized message.
+pub fn extract_normalized(policy: &Policy, norm: Normalized) -> Facts {
+    let hits = find_hits(policy, &norm);
+    let recovered = hits.iter().any(|h| {
+        h.attribute == policy.time.recovered_by
+            && h.value == MatchValue::Flag(true)
+            && !h.negated
+            && matches!(h.source, Source::Own)
+    });
+
+    let mut facts = Facts::empty(policy);
+    let own = resolve(policy, &norm, &hits, &[Source::Own, Source::Log], recovered, &mut facts);
+    facts.found_any = own;
+    if !own {
+        // The sender's own words hold no fact ("same here", a bare forward): read the quote.
+        let mut quoted = Facts::empty(policy);
+        let recovered_q = hits.iter().any(|h| {
+            h.attribute == policy.time.recovered_by && h.value == MatchValue::Flag(true) && !h.negated
+        });
+        if resolve(policy, &norm, &hits, &[Source::Quoted], recovered_q, &mut quoted) {
+            // Keep what the own text did say (e.g. a phone in the signature).
+            for (slot, q) in facts.slots.iter_mut().zip(quoted.slots) {
+                if slot.is_none() {
+                    *slot = q;
+                }
+            }
+            facts.found_any = true;
+        }
+    }
+    if facts.slots.iter().all(Option::is_none) {
+        facts.found_any = false;
+    }
+    phone(policy, &norm, &hits, &mut facts);
+    facts.text = norm.text;
+    facts
+}
+
+fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
+    let text = norm.text.as_str();
+    let mut hits = Vec::new();
+    for idx in policy.pattern_set.matches(text).iter() {
+        let p = &policy.patterns[idx];
+        let mut at = 0;
+        while at <= text.len() {
+            let (start, end, negated_slot, number) = if p.has_groups {
+                let Some(caps) = p.regex.captures_at(text, at) else {
+                    break;
+                };
+                let m = caps.get(0).expect("group 0 always matches");
+                if caps.name("skip").is_some() {
+                    // The pattern says this occurrence is about something else ("my VPS won't boot").
+                    at = m.end().max(m.start() + 1);
+                    continue;
+                }
+                let neg = caps
+                    .iter()
+                    .zip(p.regex.capture_names())
+                    .any(|(g, name)| g.is_some() && name.is_some_and(|n| n.starts_with("neg")));
+                let num = caps.name("num").or(Some(m)).map(|g| (g.start(), g.end()));
+                (m.start(), m.end(), neg, num)
+            } else {
+                let Some(m) = p.regex.find_at(text, at) else {
+                    break;
+                };
+                (m.start(), m.end(), false, None)
+            };
+            if end == start {
+                at = start + char_after(text, start).map_or(1, char::len_utf8);
+                continue;
+            }
+            if !edges_ok(p, text, start, end) {
+                at = start + char_after(text, start).map_or(1, char::len_utf8);
+                continue;
+            }
+            at = end;
+            let Some(source) = norm.source_of(start, end) else {
+                continue;
+            };
+            let attr_kind = policy.attributes[p.attribute].kind;
+            if source == Source::Signature && attr_kind != AttributeKind::Phone {
+                continue;
+            }
+            let negated = negated_slot || negated_before(policy, text, start);
+            let past = policy.time.current_state[p.attribute] && in_past_clause(policy, text, start, end);
+            hits.push(Hit {
+                attribute: p.attribute,
+                value: p.value.clone(),
+                strength: p.strength,
+                start,
+                end,
+                source,
+                negated,
+                past,
+                number,
+            });
+        }
+    }
+    hits.sort_by_key(|h| (h.start, h.end));
+    hits
+}
+
+fn edges_ok(p: &Pattern, text: &str, start: usize, end: usize) -> bool {
+    let start_ok = !p.edge_start
+        || !char_after(text, start).is_some_and(is_word_char)
+        || !char_before(text, start).is_some_and(is_word_char);
+    let end_ok = !p.edge_end
+        || !char_before(text, end).is_some_and(is_word_char)
+        || !char_after(text, end).is_some_and(is_word_char);
+    start_ok && end_ok
+}
+
+/// The start of the clause that holds `at`: negation and tense do not reach across it.
+fn clause_start(policy: &Policy, text: &str, at: usize) -> usize {
+    let before = &text[..at];
+    let mut start = 0;
+    for brk in &policy.negation.clause_breaks {
+        if let Some(i) = before.rfind(brk.as_str()) {
+            start = start.max(i + brk.len());
+        }
+    }
+    start
+}
+
+fn clause_end(policy: &Policy, text: &str, at: usize) -> usize {
+    let after = &text[at..];
+    let mut end = text.len();
+    for brk in &policy.negation.clause_breaks {
+        if let Some(i) = after.find(brk.as_str()) {
+            end = end.min(at + i);
+        }
+    }
+    end
+}
+
+/// Is there a negation word within the window before `at`, in the same clause?
+fn negated_before(policy: &Policy, text: &str, at: usize) -> bool {
+    let from = clause_start(policy, text, at);
+    let neg = &policy.negation;
+    text[from..at]
+        .split(|c: char| !(is_word_char(c) || c == '\''))
+        .filter(|w| !w.is_empty())
+        .rev()
+        .take(neg.window)
+        .any(|w| neg.words.contains(w) || neg.suffixes.iter().any(|s| w.ends_with(s.as_str())))
+}
+
+fn in_past_clause(policy: &Policy, text: &str, start: usize, end: usize) -> bool {
+    let from = clause_start(policy, text, start);
+    let to = clause_end(policy, text, end);
+    policy.time.past.is_match(&text[from..to])
+}
+
+/// What a hit says once negation and time are applied; `None` when it says nothing.
+fn effective(policy: &Policy, h: &Hit, recovered: bool) -> Option<FactValue> {
+    match &h.value {
+        MatchValue::Flag(b) => {
+            let mut v = *b != h.negated;
+            if v && h.past && recovered {
+                // "It was down yesterday, fine now": not a current outage.
+                v = false;
+            }
+            Some(FactValue::Flag(v))
+        }
+        MatchValue::Value(v) => {
+            if h.negated {
+                policy.attributes[h.attribute]
+                    .negated
+                    .get(v)
+                    .map(|n| FactValue::Value(n.clone()))
+            } else {
+                Some(FactValue::Value(v.clone()))
+            }
+        }
+        MatchValue::Item(v) => (!h.negated).then(|| FactValue::List(vec![v.clone()])),
+        MatchValue::Phone => None,
+    }
+}
+
+fn evidence_of(policy: &Policy, text: &str, h: &Hit, negated: bool) -> Evidence {
+    Evidence {
+        attribute: policy.attributes[h.attribute].name.clone(),
+        text: text[h.start..h.end].to_string(),
+        start: h.start,
+        end: h.end,
+        source: h.source,
+        negated,
+    }
+}
+
+/// At most this many pieces of evidence per fact: enough to show why, short enough to read.
+const MAX_EVIDENCE: usize = 3;
+
+/// Decides each attribute from the hits in the given sources; returns whether any fact that
+/// counts (a non-internal flag or value) was found.
+fn resolve(
+    policy: &Policy,
+    norm: &Normalized,
+    hits: &[Hit],
+    sources: &[Source],
+    recovered: bool,
+    facts: &mut Facts,
+) -> bool {
+    let mut by_attr: HashMap<usize, Vec<(&Hit, FactValue)>> = HashMap::new();
+    for h in hits.iter().filter(|h| sources.contains(&h.source)) {
+        if let Some(v) = effective(policy, h, recovered) {
+            by_attr.entry(h.attribute).or_default().push((h, v));
+        }
+    }
+    let mut found = false;
+    let mut restored_evidence = None;
+    for (attr, list) in by_attr {
+        let a = &policy.attributes[attr];
+        // The sender's own words beat a pasted log; a log counts when the words are silent.
+        let best_source = list.iter().map(|(h, _)| h.source).min().unwrap_or(Source::Own);
+        let list: Vec<_> = list.into_iter().filter(|(h, _)| h.source == best_source).collect();
+        let value = match a.kind {
+            AttributeKind::List => {
+                let mut items: Vec<String> = Vec::new();
+                for (_, v) in &list {
+                    if let FactValue::List(v) = v {
+                        for item in v {
+                            if !items.contains(item) {
+                                items.push(item.clone());
+                            }
+                        }
+                    }
+                }
+                FactValue::List(items)
+            }
+            _ => {
+                let top = list.iter().map(|(h, _)| h.strength).max().unwrap_or(1);
+                let strongest: Vec<_> = list.iter().filter(|(h, _)| h.strength == top).collect();
+                let tie = a.tie.as_ref().and_then(|t| {
+                    strongest
+                        .iter()
+                        .find(|(_, v)| matches!(v, FactValue::Value(x) if x == t))
+                });
+                // Later statements win: customers correct themselves as they write.
+                match tie.or(strongest.last()) {
+                    Some((_, v)) => v.clone(),
+                    None => continue,
+                }
+            }
+        };
+        let supporting: Vec<Evidence> = list
+            .iter()
+            .filter(|(_, v)| match (&value, v) {
+                (FactValue::List(all), FactValue::List(one)) => one.iter().all(|i| all.contains(i)),
+                _ => *v == value,
+            })
+            .take(MAX_EVIDENCE)
+            .map(|(h, v)| {
+                let negated = matches!((&h.value, v), (MatchValue::Flag(a), FactValue::Flag(b)) if a != b);
+                evidence_of(policy, &norm.text, h, negated)
+            })
+            .collect();
+        if policy.time.current_state[attr]
+            && value == FactValue::Flag(false)
+            && list.iter().any(|(h, _)| h.past && h.value == MatchValue::Flag(true))
+        {
+            restored_evidence = supporting.first().cloned();
+        }
+        if !a.internal && matches!(a.kind, AttributeKind::Flag | AttributeKind::Value) {
+            found = true;
+        }
+        facts.slots[attr] = Some(Fact {
+            value,
+            evidence: supporting,
+            source: best_source,
+        });
+    }
+    // The policy reads an outage that is already over as having a workaround.
+    let restored = policy.time.restored_means;
+    if recovered && facts.slots[restored].is_none() {
+        let recovery = hits
+            .iter()
+            .find(|h| h.attribute == policy.time.recovered_by && sources.contains(&h.source));
+        if let (Some(_), Some(h)) = (restored_evidence, recovery) {
+            let mut ev = evidence_of(policy, &norm.text, h, false);
+            ev.attribute = policy.attributes[restored].name.clone();
+            facts.slots[restored] = Some(Fact {
+                value: FactValue::Flag(true),
+                evidence: vec![ev],
+                source: h.source,
+            });
+        }
+    }
+    found
+}
+
+/// The contact phone: the first number in the sender's own words or signature that the
+/// phone library accepts (E.164), else a number introduced by a phone word, as written.
+fn phone(policy: &Policy, norm: &Normalized, hits: &[Hit], facts: &mut Facts) {
+    let Some(attr) = policy
+        .attributes
+        .iter()
+        .position(|a| a.kind == AttributeKind::Phone)
+    else {
+        return;
+    };
+    let mut candidates: Vec<&Hit> = hits
+        .iter()
+        .filter(|h| h.attribute == attr && matches!(h.source, Source::Own | Source::Signature))
+        .collect();
+    if candidates.is_empty() {
+        candidates = hits
+            .iter()
+            .filter(|h| h.attribute == attr && h.source == Source::Quoted && !facts.found_any)
+            .collect();
+    }
+    let mut fallback = None;
+    for h in candidates {
+        let (s, e) = h.number.unwrap_or((h.start, h.end));
+        let written = &norm.text[s..e];
+        let digits: String = written.chars().filter(char::is_ascii_digit).collect();
+        if !(7..=15).contains(&digits.len()) {
+            continue;
+        }
+        let international = written.trim_start().starts_with('+') || written.trim_start().starts_with("00");
+        let parsed = if international {
+            let plus = if let Some(rest) = written.trim_start().strip_prefix("00") {
+                format!("+{rest}")
+            } else {
+                written.to_string()
+            };
+            phonenumber::parse(None, plus).ok()
+        } else {
+            policy
+                .default_region
+                .and_then(|region| phonenumber::parse(Some(region), written).ok())
+        };
+        let ev = |text: String| Evidence {
+            attribute: policy.attributes[attr].name.clone(),
+            text,
+            start: s,
+            end: e,
+            source: h.source,
+            negated: false,
+        };
+        if let Some(num) = parsed.filter(phonenumber::is_valid) {
+            let e164 = num.format().mode(phonenumber::Mode::E164).to_string();
+            facts.slots[attr] = Some(Fact {
+                value: FactValue::Phone(e164),
+                evidence: vec![ev(written.to_string())],
+                source: h.source,
+            });
+            return;
+        }
+        if fallback.is_none() && h.number != Some((h.start, h.end)) {
+            // Introduced by a phone word but not a number the library can place: keep it as
+            // written (digits and a leading +) so an agent can still call.
+            let kept = if international { format!("+{digits}") } else { digits };
+            fallback = Some(Fact {
+                value: FactValue::Phone(kept),
+                evidence: vec![ev(written.to_string())],
+                source: h.source,
+            });
+        }
+    }
+    if let Some(f) = fallback {
+        facts.slots[attr] = Some(f);
+    }
+}

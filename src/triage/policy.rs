@@ -1,0 +1,1111 @@
+//! The policy file (`config/policy.toml`): its schema, and its compilation into matchers and conditions.
+//!
+//! Everything firstline knows about severity comes from here: the attributes and their
+//! vocabulary, the step-A rules, the step-B notes, the questions and the labels. Compiling
+//! collects every problem at once ([`PolicyErrors`]) with the line it is on, so that
+//! `check-config` can list them all and a broken policy never starts the bot.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use regex::{Regex, RegexSet, RegexSetBuilder};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::expr::{self, CmpOp, Expr};
+
+/// The policy shipped with firstline, compiled in so the binary runs with no files around it.
+pub const EMBEDDED_POLICY: &str = include_str!("../../config/policy.toml");
+pub const EMBEDDED_POLICY_NAME: &str = "config/policy.toml (embedded)";
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    policy: RawMeta,
+    levels: Vec<RawLevel>,
+    #[serde(default)]
+    terms: BTreeMap<String, Spanned<String>>,
+    text: RawText,
+    negation: RawNegation,
+    time: RawTime,
+    attributes: BTreeMap<Spanned<String>, RawAttribute>,
+    #[serde(default)]
+    derived: BTreeMap<Spanned<String>, Spanned<String>>,
+    rules: Vec<RawRule>,
+    default: RawDefault,
+    #[serde(default)]
+    notes: Vec<RawNote>,
+    #[serde(default)]
+    questions: Vec<RawQuestion>,
+    labels: RawLabels,
+    confidence: RawConfidence,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    name: String,
+    version: String,
+    #[serde(default)]
+    source: String,
+    /// Region for phone numbers written without an international prefix ("DE", "US"); empty: none.
+    #[serde(default)]
+    default_region: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLevel {
+    number: Spanned<u8>,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawText {
+    quote_headers: Vec<Spanned<String>>,
+    forward_headers: Vec<Spanned<String>>,
+    header_fields: Vec<Spanned<String>>,
+    signature_starts: Vec<Spanned<String>>,
+    template_lines: Vec<Spanned<String>>,
+    log_lines: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNegation {
+    /// The words that negate what follows within `window` words of the same clause.
+    words: Vec<String>,
+    /// Word endings that negate ("n't").
+    suffixes: Vec<String>,
+    window: usize,
+    /// What the `{neg}` slot in a pattern accepts.
+    slot: Spanned<String>,
+    /// Words and characters that end a clause: negation does not reach across them.
+    clause_breaks: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTime {
+    /// A clause with one of these reports the past.
+    past: Spanned<String>,
+    /// The flag attribute that says a past failure is over (internal, e.g. `resolved`).
+    recovered_by: Spanned<String>,
+    /// Attributes describing a current state: a past-tense match of one of them, in a
+    /// message that says the problem is over, is not a current fact.
+    current_state: Vec<Spanned<String>>,
+    /// The attribute set `true` when a past failure is over (the policy reads it as a workaround).
+    restored_means: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributeKind {
+    Flag,
+    Value,
+    List,
+    Phone,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttribute {
+    kind: AttributeKind,
+    #[serde(default)]
+    means: String,
+    #[serde(default)]
+    internal: bool,
+    /// value → patterns (`true`/`false` for flags).
+    #[serde(default, rename = "match")]
+    patterns: BTreeMap<Spanned<String>, Vec<Spanned<RawPattern>>>,
+    /// For value attributes: what a negated match means ("not production" → non_production).
+    #[serde(default)]
+    negated: BTreeMap<String, Spanned<String>>,
+    /// For value attributes: the value chosen on a tie of strength.
+    #[serde(default)]
+    tie: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawPattern {
+    Plain(String),
+    Full {
+        pattern: String,
+        #[serde(default = "one")]
+        strength: u8,
+    },
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    level: Spanned<u8>,
+    when: Spanned<String>,
+    #[serde(default)]
+    decides: bool,
+    rationale: String,
+    #[serde(default = "default_rule_confidence")]
+    confidence: f32,
+}
+
+fn default_rule_confidence() -> f32 {
+    0.85
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefault {
+    id: String,
+    level: Spanned<u8>,
+    rationale: String,
+    confidence: f32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNote {
+    id: Spanned<String>,
+    when: Spanned<String>,
+    from: Vec<u8>,
+    to: Spanned<u8>,
+    #[serde(default)]
+    rules: Vec<Spanned<String>>,
+    rationale: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuestion {
+    id: Spanned<String>,
+    when: Spanned<String>,
+    text: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLabels {
+    severity: String,
+    attribute: String,
+    value: Vec<String>,
+    value_format: String,
+    question: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfidence {
+    own_words: f32,
+    log_only: f32,
+    quoted_only: f32,
+    per_note: f32,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// One problem in a policy file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// Every problem found in a policy file; a policy with any of them is not used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the policy has {} error(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) struct Reporter<'a> {
+    file: &'a str,
+    src: &'a str,
+    errors: Vec<PolicyError>,
+}
+
+impl Reporter<'_> {
+    fn at(&mut self, offset: usize, message: impl Into<String>) {
+        let offset = offset.min(self.src.len());
+        let before = &self.src[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.errors.push(PolicyError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn spanned<T>(&mut self, s: &Spanned<T>, message: impl Into<String>) {
+        self.at(s.span().start, message)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compiled policy.
+
+/// What a pattern match says about its attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchValue {
+    Flag(bool),
+    Value(String),
+    Item(String),
+    Phone,
+}
+
+/// One compiled vocabulary pattern.
+#[derive(Debug)]
+pub struct Pattern {
+    pub attribute: usize,
+    pub value: MatchValue,
+    pub strength: u8,
+    pub regex: Regex,
+    /// The pattern starts/ends with a word character, so the match must too at a word edge.
+    pub edge_start: bool,
+    pub edge_end: bool,
+    /// The pattern has named groups: `neg…` (a `{neg}` slot: when filled, the statement is
+    /// negated), `skip` (when it matched, the occurrence does not count), `num` (a phone number).
+    pub has_groups: bool,
+}
+
+#[derive(Debug)]
+pub struct Attribute {
+    pub name: String,
+    pub kind: AttributeKind,
+    pub means: String,
+    pub internal: bool,
+    pub values: Vec<String>,
+    pub negated: HashMap<String, String>,
+    pub tie: Option<String>,
+}
+
+/// A condition with its names resolved against the policy.
+#[derive(Debug, Clone)]
+pub enum Cond {
+    Const(bool),
+    FlagIs(usize, bool),
+    Known(usize),
+    ValueIs(usize, String),
+    ListHas(usize, String),
+    Derived(usize),
+    Level(CmpOp, i64),
+    BaseLevel(CmpOp, i64),
+    Rule(String),
+    Not(Box<Cond>),
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub id: String,
+    pub level: u8,
+    pub when: Cond,
+    pub decides: bool,
+    pub rationale: String,
+    pub confidence: f32,
+}
+
+#[derive(Debug)]
+pub struct Note {
+    pub id: String,
+    pub when: Cond,
+    pub from: Vec<u8>,
+    pub to: u8,
+    pub rules: Vec<String>,
+    pub rationale: String,
+}
+
+#[derive(Debug)]
+pub struct QuestionDef {
+    pub id: String,
+    pub when: Cond,
+    pub text: String,
+}
+
+#[derive(Debug)]
+pub struct Labels {
+    pub severity: String,
+    pub attribute: String,
+    pub value: Vec<usize>,
+    pub value_format: String,
+    pub question: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Confidence {
+    pub own_words: f32,
+    pub log_only: f32,
+    pub quoted_only: f32,
+    pub per_note: f32,
+}
+
+/// Line-structure recognizers (quotes, forwards, signatures, templates, logs).
+#[derive(Debug)]
+pub struct TextRules {
+    pub quote_headers: RegexSet,
+    pub forward_headers: RegexSet,
+    pub header_fields: RegexSet,
+    pub signature_starts: RegexSet,
+    pub template_lines: RegexSet,
+    pub log_lines: RegexSet,
+}
+
+#[derive(Debug)]
+pub struct NegationRules {
+    pub words: HashSet<String>,
+    pub suffixes: Vec<String>,
+    pub window: usize,
+    pub clause_breaks: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct TimeRules {
+    pub past: Regex,
+    pub recovered_by: usize,
+    pub current_state: Vec<bool>,
+    pub restored_means: usize,
+}
+
+/// A policy ready to apply: built once, shared by every message.
+#[derive(Debug)]
+pub struct Policy {
+    pub name: String,
+    pub version: String,
+    pub source: String,
+    pub default_region: Option<phonenumber::country::Id>,
+    pub level_names: BTreeMap<u8, String>,
+    pub attributes: Vec<Attribute>,
+    pub attribute_index: HashMap<String, usize>,
+    pub derived: Vec<(String, Cond)>,
+    pub patterns: Vec<Pattern>,
+    /// One pass over a message says which patterns occur at all.
+    pub pattern_set: RegexSet,
+    pub text: TextRules,
+    pub negation: NegationRules,
+    pub time: TimeRules,
+    pub rules: Vec<Rule>,
+    pub default_rule: Rule,
+    pub notes: Vec<Note>,
+    pub questions: Vec<QuestionDef>,
+    pub labels: Labels,
+    pub confidence: Confidence,
+}
+
+impl Policy {
+    /// The policy compiled into the binary.
+    pub fn embedded() -> Policy {
+        // The embedded policy is checked by the test suite; failing here is a build defect.
+        Policy::from_toml(EMBEDDED_POLICY, EMBEDDED_POLICY_NAME)
+            .unwrap_or_else(|e| panic!("the embedded policy is invalid: {e}"))
+    }
+
+    /// Reads and compiles a policy file.
+    pub fn from_file(path: &Path) -> Result<Policy, PolicyErrors> {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            PolicyErrors(vec![PolicyError {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the policy file: {e}"),
+            }])
+        })?;
+        Policy::from_toml(&src, &name)
+    }
+
+    /// Compiles a policy from its TOML text; `file` names it in errors.
+    pub fn from_toml(src: &str, file: &str) -> Result<Policy, PolicyErrors> {
+        let mut rep = Reporter {
+            file,
+            src,
+            errors: Vec::new(),
+        };
+        let raw: RawPolicy = match toml::from_str(src) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let at = e.span().map_or(0, |s| s.start);
+                rep.at(at, e.message().trim().to_string());
+                return Err(PolicyErrors(rep.errors));
+            }
+        };
+        let policy = compile(raw, &mut rep);
+        if rep.errors.is_empty() {
+            policy.ok_or_else(|| PolicyErrors(rep.errors))
+        } else {
+            rep.errors.sort_by_key(|e| (e.line, e.column));
+            Err(PolicyErrors(rep.errors))
+        }
+    }
+
+    pub fn attribute(&self, name: &str) -> Option<usize> {
+        self.attribute_index.get(name).copied()
+    }
+
+    pub fn level_name(&self, level: u8) -> &str {
+        self.level_names.get(&level).map_or("", String::as_str)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compilation.
+
+const NEG_GROUP: &str = "neg";
+
+/// Expands `{term}` macros and the `{neg}` slot; returns the regex source and the slot count.
+fn expand(
+    pattern: &str,
+    terms: &BTreeMap<String, Spanned<String>>,
+    neg_slot: &str,
+) -> Result<(String, usize), String> {
+    expand_depth(pattern, terms, neg_slot, 0)
+}
+
+/// Terms may use other terms; this deep is surely a cycle.
+const MAX_TERM_DEPTH: usize = 8;
+
+fn expand_depth(
+    pattern: &str,
+    terms: &BTreeMap<String, Spanned<String>>,
+    neg_slot: &str,
+    depth: usize,
+) -> Result<(String, usize), String> {
+    if depth > MAX_TERM_DEPTH {
+        return Err("terms refer to each other in a cycle".to_string());
+    }
+    let mut out = String::with_capacity(pattern.len() * 2);
+    let mut rest = pattern;
+    let mut slots = 0;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find('}');
+        let name = close.map(|c| &after[..c]);
+        match name {
+            Some(name)
+                if !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                if name.chars().all(|c| c.is_ascii_digit()) {
+                    // A regex repetition such as `{2}`: keep it.
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
+                } else if name == NEG_GROUP {
+                    out.push_str(&format!("(?P<{NEG_GROUP}{slots}>(?:{neg_slot}) )?"));
+                    slots += 1;
+                } else if let Some(term) = terms.get(name) {
+                    let (inner, _) = expand_depth(term.get_ref(), terms, neg_slot, depth + 1)
+                        .map_err(|e| format!("in term {{{name}}}: {e}"))?;
+                    out.push_str("(?:");
+                    out.push_str(&inner);
+                    out.push(')');
+                } else {
+                    return Err(format!(
+                        "unknown term {{{name}}}: define it under [terms] or escape the brace as \\{{"
+                    ));
+                }
+                rest = &after[name.len() + 1..];
+            }
+            _ => {
+                // Not a macro (e.g. `{2,3}` or an escaped brace): copy the brace through.
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok((out, slots))
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Does the written pattern begin/end with a literal word character?
+fn literal_edges(pattern: &str) -> (bool, bool) {
+    let first = pattern.chars().next();
+    let start = first.is_some_and(is_word_char);
+    let mut rev = pattern.chars().rev();
+    let last = rev.next();
+    let escaped = rev.next() == Some('\\');
+    let end = last.is_some_and(is_word_char) && !escaped;
+    // Terms make a pattern start with `{term}`: its alternatives are words in practice.
+    let start = start || pattern.starts_with('{');
+    let end = end || pattern.ends_with('}') && !pattern.ends_with("{neg}");
+    (start, end)
+}
+
+fn has_uppercase_literal(pattern: &str) -> bool {
+    // Escapes such as \S, \W, \D, \B are classes, not letters; everything else upper-case
+    // would never match the case-folded text.
+    let pattern = pattern.replace("(?P<", "(?<");
+    let mut prev_backslash = false;
+    let mut in_name = false;
+    for c in pattern.chars() {
+        if c == '<' && !prev_backslash {
+            in_name = true;
+        }
+        if c == '>' {
+            in_name = false;
+        }
+        if c.is_uppercase() && !prev_backslash && !in_name {
+            return true;
+        }
+        prev_backslash = c == '\\' && !prev_backslash;
+    }
+    false
+}
+
+fn compile_line_set(rep: &mut Reporter, what: &str, list: &[Spanned<String>]) -> Option<RegexSet> {
+    let mut ok = true;
+    for p in list {
+        if let Err(e) = Regex::new(p.get_ref()) {
+            rep.spanned(p, format!("bad regex in [text] {what}: {e}"));
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    match RegexSet::new(list.iter().map(|p| p.get_ref().as_str())) {
+        Ok(set) => Some(set),
+        Err(e) => {
+            rep.at(0, format!("[text] {what}: {e}"));
+            None
+        }
+    }
+}
+
+struct Resolver<'a> {
+    attributes: &'a [Attribute],
+    index: &'a HashMap<String, usize>,
+    derived: &'a HashMap<String, usize>,
+    rule_ids: &'a HashSet<String>,
+    /// Whether `level`, `base_level` and `rule` are available (questions and notes).
+    decided: bool,
+}
+
+impl Resolver<'_> {
+    fn resolve(&self, e: &Expr) -> Result<Cond, String> {
+        Ok(match e {
+            Expr::Const(b) => Cond::Const(*b),
+            Expr::Not(inner) => Cond::Not(Box::new(self.resolve(inner)?)),
+            Expr::And(v) => Cond::And(v.iter().map(|x| self.resolve(x)).collect::<Result<_, _>>()?),
+            Expr::Or(v) => Cond::Or(v.iter().map(|x| self.resolve(x)).collect::<Result<_, _>>()?),
+            Expr::Name(n) => {
+                if let Some(&i) = self.index.get(n) {
+                    match self.attributes[i].kind {
+                        AttributeKind::Flag => Cond::FlagIs(i, true),
+                        _ => Cond::Known(i),
+                    }
+                } else if let Some(&d) = self.derived.get(n) {
+                    Cond::Derived(d)
+                } else {
+                    return Err(self.unknown(n));
+                }
+            }
+            Expr::Known(n) | Expr::Unknown(n) => {
+                let i = *self.index.get(n).ok_or_else(|| self.unknown(n))?;
+                let known = Cond::Known(i);
+                if matches!(e, Expr::Known(_)) {
+                    known
+                } else {
+                    Cond::Not(Box::new(known))
+                }
+            }
+            Expr::Compare(n, op, v) => self.compare(n, *op, v)?,
+        })
+    }
+
+    fn unknown(&self, n: &str) -> String {
+        if matches!(n, "level" | "base_level" | "rule") && !self.decided {
+            format!("'{n}' is only known after step A: use it in notes and questions, not in rules or derived facts")
+        } else {
+            format!("unknown attribute '{n}' (not under [attributes] or [derived])")
+        }
+    }
+
+    fn compare(&self, n: &str, op: CmpOp, v: &str) -> Result<Cond, String> {
+        let negate = |c: Cond| match op {
+            CmpOp::Eq => Ok(c),
+            CmpOp::Ne => Ok(Cond::Not(Box::new(c))),
+            _ => Err(format!("'{n}' can only be compared with == or !=")),
+        };
+        if self.decided && (n == "level" || n == "base_level") {
+            let num: i64 = v
+                .parse()
+                .map_err(|_| format!("'{n}' is a number from 1 to 4, not '{v}'"))?;
+            return Ok(if n == "level" {
+                Cond::Level(op, num)
+            } else {
+                Cond::BaseLevel(op, num)
+            });
+        }
+        if self.decided && n == "rule" {
+            if !self.rule_ids.contains(v) {
+                return Err(format!("unknown rule id '{v}'"));
+            }
+            return negate(Cond::Rule(v.to_string()));
+        }
+        let i = *self.index.get(n).ok_or_else(|| self.unknown(n))?;
+        let attr = &self.attributes[i];
+        match attr.kind {
+            AttributeKind::Flag => {
+                let b = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("'{n}' is a flag: compare it with true or false")),
+                };
+                negate(Cond::FlagIs(i, b))
+            }
+            AttributeKind::Value | AttributeKind::List => {
+                if !attr.values.iter().any(|x| x == v) {
+                    return Err(format!(
+                        "'{v}' is not a value of '{n}' (values: {})",
+                        attr.values.join(", ")
+                    ));
+                }
+                if attr.kind == AttributeKind::Value {
+                    negate(Cond::ValueIs(i, v.to_string()))
+                } else {
+                    negate(Cond::ListHas(i, v.to_string()))
+                }
+            }
+            AttributeKind::Phone => Err(format!(
+                "'{n}' is a phone number: test it with known({n}) or unknown({n})"
+            )),
+        }
+    }
+}
+
+fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
+    // Levels.
+    let mut level_names = BTreeMap::new();
+    for l in &raw.levels {
+        let n = *l.number.get_ref();
+        if !(1..=9).contains(&n) {
+            rep.spanned(&l.number, format!("level {n} is out of range 1..9"));
+        }
+        if level_names.insert(n, l.name.clone()).is_some() {
+            rep.spanned(&l.number, format!("level {n} is defined twice"));
+        }
+    }
+    let check_level = |rep: &mut Reporter, l: &Spanned<u8>, what: &str| {
+        if !level_names.contains_key(l.get_ref()) {
+            rep.spanned(
+                l,
+                format!("{what}: level {} is not under [[levels]]", l.get_ref()),
+            );
+        }
+    };
+
+    for (name, term) in &raw.terms {
+        match expand(term.get_ref(), &raw.terms, raw.negation.slot.get_ref()) {
+            Ok((src, _)) => {
+                if let Err(e) = Regex::new(&src) {
+                    rep.spanned(term, format!("bad regex in term '{name}': {e}"));
+                }
+            }
+            Err(e) => rep.spanned(term, format!("term '{name}': {e}")),
+        }
+    }
+    if let Err(e) = Regex::new(raw.negation.slot.get_ref()) {
+        rep.spanned(&raw.negation.slot, format!("bad regex in [negation] slot: {e}"));
+    }
+
+    // Attributes and their patterns.
+    let mut attributes = Vec::new();
+    let mut index = HashMap::new();
+    let mut patterns = Vec::new();
+    for (name, a) in &raw.attributes {
+        let i = attributes.len();
+        index.insert(name.get_ref().clone(), i);
+        let mut values = Vec::new();
+        for (value, list) in &a.patterns {
+            let mv = match a.kind {
+                AttributeKind::Flag => match value.get_ref().as_str() {
+                    "true" => MatchValue::Flag(true),
+                    "false" => MatchValue::Flag(false),
+                    other => {
+                        rep.spanned(
+                            value,
+                            format!("'{name}' is a flag: its match keys are true and false, not '{other}'", name = name.get_ref()),
+                        );
+                        continue;
+                    }
+                },
+                AttributeKind::Value => MatchValue::Value(value.get_ref().clone()),
+                AttributeKind::List => MatchValue::Item(value.get_ref().clone()),
+                AttributeKind::Phone => MatchValue::Phone,
+            };
+            values.push(value.get_ref().clone());
+            if list.is_empty() {
+                rep.spanned(value, format!("'{}.{}' has no patterns", name.get_ref(), value.get_ref()));
+            }
+            for p in list {
+                let (text, strength) = match p.get_ref() {
+                    RawPattern::Plain(s) => (s, 1),
+                    RawPattern::Full { pattern, strength } => (pattern, *strength),
+                };
+                let src = &Spanned::new(p.span(), text.clone());
+                if has_uppercase_literal(src.get_ref()) {
+                    rep.spanned(src, "pattern has upper-case letters: messages are case-folded before matching, so it can never match; write it in lower case");
+                }
+                let (expanded, slots) =
+                    match expand(src.get_ref(), &raw.terms, raw.negation.slot.get_ref()) {
+                        Ok(x) => x,
+                        Err(e) => {
+                            rep.spanned(src, e);
+                            continue;
+                        }
+                    };
+                match Regex::new(&expanded) {
+                    Ok(regex) => {
+                        if regex.is_match("") {
+                            rep.spanned(src, "pattern matches empty text: it would fire on every message");
+                        }
+                        let (edge_start, edge_end) = literal_edges(src.get_ref());
+                        let has_groups = slots > 0 || regex.capture_names().flatten().next().is_some();
+                        patterns.push(Pattern {
+                            attribute: i,
+                            value: mv.clone(),
+                            strength,
+                            regex,
+                            edge_start,
+                            edge_end,
+                            has_groups,
+                        });
+                    }
+                    Err(e) => rep.spanned(src, format!("bad regex: {e}")),
+                }
+            }
+        }
+        let mut negated = HashMap::new();
+        for (from, to) in &a.negated {
+            if !values.contains(from) || !values.contains(to.get_ref()) {
+                rep.spanned(to, format!("negated: '{from}' → '{}' names a value that '{}' has no patterns for", to.get_ref(), name.get_ref()));
+            }
+            negated.insert(from.clone(), to.get_ref().clone());
+        }
+        if let Some(tie) = &a.tie
+            && !values.contains(tie.get_ref())
+        {
+            rep.spanned(tie, format!("tie: '{}' is not a value of '{}'", tie.get_ref(), name.get_ref()));
+        }
+        if a.patterns.is_empty() {
+            rep.spanned(name, format!("attribute '{}' has no [match] patterns: it can never be found", name.get_ref()));
+        }
+        attributes.push(Attribute {
+            name: name.get_ref().clone(),
+            kind: a.kind,
+            means: a.means.clone(),
+            internal: a.internal,
+            values,
+            negated,
+            tie: a.tie.as_ref().map(|t| t.get_ref().clone()),
+        });
+    }
+
+    let pattern_set = RegexSetBuilder::new(patterns.iter().map(|p| p.regex.as_str()))
+        .size_limit(256 << 20)
+        .dfa_size_limit(64 << 20)
+        .build();
+    let pattern_set = match pattern_set {
+        Ok(s) => Some(s),
+        Err(e) => {
+            rep.at(0, format!("the patterns together do not compile: {e}"));
+            None
+        }
+    };
+
+    let text = TextRules {
+        quote_headers: compile_line_set(rep, "quote_headers", &raw.text.quote_headers)?,
+        forward_headers: compile_line_set(rep, "forward_headers", &raw.text.forward_headers)?,
+        header_fields: compile_line_set(rep, "header_fields", &raw.text.header_fields)?,
+        signature_starts: compile_line_set(rep, "signature_starts", &raw.text.signature_starts)?,
+        template_lines: compile_line_set(rep, "template_lines", &raw.text.template_lines)?,
+        log_lines: compile_line_set(rep, "log_lines", &raw.text.log_lines)?,
+    };
+
+    // Derived facts: resolved in order, each may use the ones before it (no cycles possible).
+    let mut derived = Vec::new();
+    let mut derived_index = HashMap::new();
+    let no_rules = HashSet::new();
+    let mut derived_raw: Vec<_> = raw.derived.iter().collect();
+    derived_raw.sort_by_key(|(k, _)| k.span().start);
+    for (name, when) in derived_raw {
+        if index.contains_key(name.get_ref()) {
+            rep.spanned(name, format!("derived fact '{}' has the name of an attribute", name.get_ref()));
+            continue;
+        }
+        let resolver = Resolver {
+            attributes: &attributes,
+            index: &index,
+            derived: &derived_index,
+            rule_ids: &no_rules,
+            decided: false,
+        };
+        match parse_cond(when, &resolver) {
+            Ok(c) => {
+                derived_index.insert(name.get_ref().clone(), derived.len());
+                derived.push((name.get_ref().clone(), c));
+            }
+            Err(msg) => rep.spanned(when, format!("derived '{}': {msg}", name.get_ref())),
+        }
+    }
+
+    let resolver = Resolver {
+        attributes: &attributes,
+        index: &index,
+        derived: &derived_index,
+        rule_ids: &no_rules,
+        decided: false,
+    };
+
+    // Rules.
+    let mut rules = Vec::new();
+    let mut rule_ids = HashSet::new();
+    for r in &raw.rules {
+        check_level(rep, &r.level, &format!("rule {}", r.id.get_ref()));
+        if !rule_ids.insert(r.id.get_ref().clone()) {
+            rep.spanned(&r.id, format!("rule id '{}' is used twice", r.id.get_ref()));
+        }
+        match parse_cond(&r.when, &resolver) {
+            Ok(when) => rules.push(Rule {
+                id: r.id.get_ref().clone(),
+                level: *r.level.get_ref(),
+                when,
+                decides: r.decides,
+                rationale: r.rationale.clone(),
+                confidence: r.confidence,
+            }),
+            Err(msg) => rep.spanned(&r.when, format!("rule {}: {msg}", r.id.get_ref())),
+        }
+    }
+    check_level(rep, &raw.default.level, "default");
+    rule_ids.insert(raw.default.id.clone());
+    let default_rule = Rule {
+        id: raw.default.id.clone(),
+        level: *raw.default.level.get_ref(),
+        when: Cond::Const(true),
+        decides: false,
+        rationale: raw.default.rationale.clone(),
+        confidence: raw.default.confidence,
+    };
+
+    let decided = Resolver {
+        rule_ids: &rule_ids,
+        decided: true,
+        ..resolver
+    };
+
+    let mut notes = Vec::new();
+    for n in &raw.notes {
+        check_level(rep, &n.to, &format!("note {}", n.id.get_ref()));
+        for r in &n.rules {
+            if !rule_ids.contains(r.get_ref()) {
+                rep.spanned(r, format!("note {}: unknown rule id '{}'", n.id.get_ref(), r.get_ref()));
+            }
+        }
+        match parse_cond(&n.when, &decided) {
+            Ok(when) => notes.push(Note {
+                id: n.id.get_ref().clone(),
+                when,
+                from: n.from.clone(),
+                to: *n.to.get_ref(),
+                rules: n.rules.iter().map(|r| r.get_ref().clone()).collect(),
+                rationale: n.rationale.clone(),
+            }),
+            Err(msg) => rep.spanned(&n.when, format!("note {}: {msg}", n.id.get_ref())),
+        }
+    }
+
+    let mut questions = Vec::new();
+    let mut question_ids = HashSet::new();
+    for q in &raw.questions {
+        if !question_ids.insert(q.id.get_ref().clone()) {
+            rep.spanned(&q.id, format!("question id '{}' is used twice", q.id.get_ref()));
+        }
+        if q.text.get_ref().trim().is_empty() {
+            rep.spanned(&q.text, format!("question {} has no text", q.id.get_ref()));
+        }
+        match parse_cond(&q.when, &decided) {
+            Ok(when) => questions.push(QuestionDef {
+                id: q.id.get_ref().clone(),
+                when,
+                text: q.text.get_ref().trim().to_string(),
+            }),
+            Err(msg) => rep.spanned(&q.when, format!("question {}: {msg}", q.id.get_ref())),
+        }
+    }
+
+    // Time rules.
+    let past = match Regex::new(raw.time.past.get_ref()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            rep.spanned(&raw.time.past, format!("bad regex in [time] past: {e}"));
+            None
+        }
+    };
+    let flag_attr = |rep: &mut Reporter, s: &Spanned<String>, what: &str| -> Option<usize> {
+        match index.get(s.get_ref()) {
+            Some(&i) if attributes[i].kind == AttributeKind::Flag => Some(i),
+            _ => {
+                rep.spanned(s, format!("[time] {what}: '{}' is not a flag attribute", s.get_ref()));
+                None
+            }
+        }
+    };
+    let recovered_by = flag_attr(rep, &raw.time.recovered_by, "recovered_by");
+    let restored_means = flag_attr(rep, &raw.time.restored_means, "restored_means");
+    let mut current_state = vec![false; attributes.len()];
+    for s in &raw.time.current_state {
+        if let Some(i) = flag_attr(rep, s, "current_state") {
+            current_state[i] = true;
+        }
+    }
+
+    let mut value_labels = Vec::new();
+    for v in &raw.labels.value {
+        match index.get(v) {
+            Some(&i) if attributes[i].kind == AttributeKind::Value => value_labels.push(i),
+            _ => rep.at(0, format!("[labels] value: '{v}' is not a value attribute")),
+        }
+    }
+
+    let region_text = raw.policy.default_region.as_ref().map_or("", |r| r.get_ref().trim());
+    let default_region = match region_text {
+        "" => None,
+        code => match code.to_ascii_uppercase().parse::<phonenumber::country::Id>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                let at = raw.policy.default_region.as_ref().map_or(0, |r| r.span().start);
+                rep.at(
+                    at,
+                    format!("default_region '{code}' is not an ISO 3166 country code (e.g. \"DE\", \"US\")"),
+                );
+                None
+            }
+        },
+    };
+
+    let policy = Policy {
+        name: raw.policy.name,
+        version: raw.policy.version,
+        source: raw.policy.source,
+        default_region,
+        level_names,
+        attributes,
+        attribute_index: index,
+        derived,
+        patterns,
+        pattern_set: pattern_set?,
+        text,
+        negation: NegationRules {
+            words: raw.negation.words.into_iter().collect(),
+            suffixes: raw.negation.suffixes,
+            window: raw.negation.window,
+            clause_breaks: raw.negation.clause_breaks,
+        },
+        time: TimeRules {
+            past: past?,
+            recovered_by: recovered_by?,
+            current_state,
+            restored_means: restored_means?,
+        },
+        rules,
+        default_rule,
+        notes,
+        questions,
+        labels: Labels {
+            severity: raw.labels.severity,
+            attribute: raw.labels.attribute,
+            value: value_labels,
+            value_format: raw.labels.value_format,
+            question: raw.labels.question,
+        },
+        confidence: Confidence {
+            own_words: raw.confidence.own_words,
+            log_only: raw.confidence.log_only,
+            quoted_only: raw.confidence.quoted_only,
+            per_note: raw.confidence.per_note,
+        },
+    };
+    if rep.errors.is_empty() {
+        super::check::reachability(
+            &policy,
+            &raw.rules.iter().map(|r| r.when.span().start).collect::<Vec<_>>(),
+            &raw.notes.iter().map(|n| n.when.span().start).collect::<Vec<_>>(),
+            &raw.questions.iter().map(|q| q.when.span().start).collect::<Vec<_>>(),
+            rep,
+        );
+    }
+    Some(policy)
+}
+
+fn parse_cond(src: &Spanned<String>, resolver: &Resolver) -> Result<Cond, String> {
+    let e = expr::parse(src.get_ref()).map_err(|e| e.to_string())?;
+    resolver.resolve(&e)
+}
+
+impl Reporter<'_> {
+    /// Reports a problem found after compiling, at a byte offset of the file.
+    pub(super) fn report(&mut self, offset: usize, message: String) {
+        self.at(offset, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_terms_and_neg_slots() {
+        let mut terms = BTreeMap::new();
+        terms.insert("server".to_string(), Spanned::new(0..0, "servers?|hosts?".to_string()));
+        let (re, slots) = expand("{server} is {neg}down{2}", &terms, "not").unwrap();
+        assert_eq!(re, "(?:servers?|hosts?) is (?P<neg0>(?:not) )?down{2}");
+        assert_eq!(slots, 1);
+        assert!(expand("{nope}", &terms, "not").unwrap_err().contains("unknown term {nope}"));
+        assert_eq!(expand("a{2,3}", &terms, "not").unwrap().0, "a{2,3}");
+    }
+
+    #[test]
+    fn upper_case_literals_are_found_but_classes_are_not() {
+        assert!(has_uppercase_literal("Server down"));
+        assert!(!has_uppercase_literal(r"server\S+down\W"));
+        assert!(!has_uppercase_literal(r"(?P<x>a)"));
+    }
+}

@@ -1,0 +1,333 @@
+//! Text normalization and structure: which lines are the sender's own words, which are quoted,
+//! forwarded, signature, template or pasted log.
+//!
+//! The output is one normalized string (NFKC, case-folded, whitespace collapsed, wrapped lines
+//! of a paragraph joined) and the byte ranges of it that each kind of text occupies. Evidence
+//! offsets point into this string.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use unicode_normalization::UnicodeNormalization;
+
+use super::facts::Source;
+use super::policy::TextRules;
+
+/// A stretch of the normalized text and what it is; `source: None` is structure (template
+/// headings, placeholders, quote/forward headers) that never creates a fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub start: usize,
+    pub end: usize,
+    pub source: Option<Source>,
+}
+
+/// A message ready for matching.
+#[derive(Debug, Clone, Default)]
+pub struct Normalized {
+    pub text: String,
+    pub segments: Vec<Segment>,
+}
+
+impl Normalized {
+    /// What kind of text the byte range lies in; `None` when it is structure or crosses segments.
+    pub fn source_of(&self, start: usize, end: usize) -> Option<Source> {
+        let i = self.segments.partition_point(|s| s.end <= start);
+        let seg = self.segments.get(i)?;
+        (seg.start <= start && end <= seg.end).then_some(seg.source).flatten()
+    }
+}
+
+static HTML_TAG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)<!--.*?-->|</?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>").expect("static regex")
+});
+static MD_IMAGE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"!\[[^\]]*\]\([^)]*\)").expect("static regex"));
+static MD_LINK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[([^\]]*)\]\((?:https?|mailto):[^)]*\)").expect("static regex"));
+static CHECKBOX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(?:[-*+]\s*)?\[([ xX✓✔])\]\s*").expect("static regex"));
+
+fn looks_like_html(s: &str) -> bool {
+    s.contains("</") || s.contains("<br") || s.contains("<p>") || s.contains("<div")
+}
+
+/// Removes markup that is structure, not words: HTML tags and entities, Markdown images and
+/// link targets. Line structure is kept.
+fn strip_markup(raw: &str) -> String {
+    let mut s = if looks_like_html(raw) {
+        let with_breaks = raw
+            .replace("<br>", "\n")
+            .replace("<br/>", "\n")
+            .replace("<br />", "\n")
+            .replace("</p>", "\n")
+            .replace("</div>", "\n");
+        HTML_TAG.replace_all(&with_breaks, "").into_owned()
+    } else {
+        raw.to_string()
+    };
+    if s.contains('&') {
+        for (ent, ch) in [
+            ("&nbsp;", " "),
+            ("&lt;", "<"),
+            ("&gt;", ">"),
+            ("&quot;", "\""),
+            ("&#39;", "'"),
+            ("&apos;", "'"),
+            ("&amp;", "&"),
+        ] {
+            s = s.replace(ent, ch);
+        }
+    }
+    if s.contains("](") {
+        s = MD_IMAGE.replace_all(&s, " ").into_owned();
+        s = MD_LINK.replace_all(&s, "$1").into_owned();
+    }
+    s
+}
+
+/// Case-folds and NFKC-normalizes one line, collapsing runs of white space to one space and
+/// typographic apostrophes to `'`. ASCII text takes a fast path.
+pub fn fold_into(line: &str, out: &mut String) {
+    let mut last_space = true;
+    let mut push = |c: char, out: &mut String| {
+        if c.is_whitespace() {
+            if !last_space {
+                out.push(' ');
+                last_space = true;
+            }
+        } else {
+            out.push(c);
+            last_space = false;
+        }
+    };
+    if line.is_ascii() {
+        for b in line.bytes() {
+            push(b.to_ascii_lowercase() as char, out);
+        }
+    } else {
+        let nfkc: String = line.nfkc().collect();
+        for c in caseless::default_case_fold_str(&nfkc).chars() {
+            match c {
+                '\u{2018}' | '\u{2019}' | '\u{02bc}' | '\u{2032}' | '`' => push('\'', out),
+                '\u{201c}' | '\u{201d}' | '\u{201e}' => push('"', out),
+                '\u{2010}'..='\u{2015}' => push('-', out),
+                '\u{200b}'..='\u{200d}' | '\u{feff}' | '\u{00ad}' => {}
+                _ => push(c, out),
+            }
+        }
+    }
+    while out.ends_with(' ') {
+        out.pop();
+    }
+}
+
+/// Case-folds a whole text the way messages are (for patterns written by people, tests).
+pub fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    fold_into(s, &mut out);
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text(Source),
+    Structure,
+    Blank,
+}
+
+/// Longest signature we accept: a "Thanks," followed by more than this is a message, not a sign-off.
+const MAX_SIGNATURE_LINES: usize = 12;
+
+/// Splits and normalizes a message's text (subject first, then the body).
+pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
+    let cleaned = strip_markup(raw);
+    let raw_lines: Vec<&str> = cleaned.lines().collect();
+    // Fold each line once: structure rules match the folded line.
+    let folded: Vec<String> = raw_lines
+        .iter()
+        .map(|l| {
+            // Keep leading indentation visible to log rules (code blocks, pasted output).
+            let body = l.trim_start();
+            let width: usize = l[..l.len() - body.len()]
+                .chars()
+                .map(|c| if c == '\t' { 4 } else { 1 })
+                .sum();
+            let mut s = " ".repeat(width.min(8));
+            fold_into(body, &mut s);
+            s
+        })
+        .collect();
+
+    let kinds = classify_lines(&raw_lines, &folded, rules);
+
+    let mut out = Normalized {
+        text: String::with_capacity(cleaned.len()),
+        segments: Vec::new(),
+    };
+    let mut prev: Option<Kind> = None;
+    for (line, kind) in folded.iter().zip(kinds) {
+        let mut content = line.trim();
+        if let Kind::Text(Source::Quoted) = kind {
+            content = content.trim_start_matches(['>', ' ']);
+        }
+        let owned;
+        if let Some(m) = CHECKBOX.captures(content) {
+            // A checked box is the sender's answer; an unchecked one is classified as template.
+            owned = content[m.get(0).map_or(0, |g| g.end())..].to_string();
+            content = &owned;
+        }
+        let content = content
+            .trim_start_matches(['#', '*', '-', '•'])
+            .trim()
+            .trim_end_matches("**");
+        if kind == Kind::Blank || content.is_empty() {
+            prev = Some(Kind::Blank);
+            continue;
+        }
+        let source = match kind {
+            Kind::Text(s) => Some(s),
+            _ => None,
+        };
+        // Wrapped lines of one prose paragraph join with a space so phrases match across the
+        // wrap; anything else starts a new line.
+        let join_space = prev == Some(kind) && matches!(kind, Kind::Text(Source::Own | Source::Quoted));
+        if !out.text.is_empty() {
+            out.text.push(if join_space { ' ' } else { '\n' });
+        }
+        let start = out.text.len();
+        out.text.push_str(content);
+        let end = out.text.len();
+        match out.segments.last_mut() {
+            Some(last) if join_space && last.source == source => last.end = end,
+            _ => out.segments.push(Segment { start, end, source }),
+        }
+        prev = Some(kind);
+    }
+    out
+}
+
+fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kind> {
+    #[derive(PartialEq)]
+    enum State {
+        Own,
+        Quoted,
+        ForwardHeader,
+        Signature,
+    }
+    let mut kinds = Vec::with_capacity(folded.len());
+    let mut state = State::Own;
+    let mut in_fence = false;
+    for (i, line) in folded.iter().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+            kinds.push(Kind::Structure);
+            continue;
+        }
+        if in_fence {
+            kinds.push(Kind::Text(Source::Log));
+            continue;
+        }
+        if trimmed.is_empty() {
+            if state == State::ForwardHeader {
+                state = State::Quoted;
+            }
+            kinds.push(Kind::Blank);
+            continue;
+        }
+        if i == 0 && trimmed.starts_with("subject:") {
+            kinds.push(Kind::Text(Source::Own));
+            continue;
+        }
+        if rules.forward_headers.is_match(trimmed) {
+            state = State::ForwardHeader;
+            kinds.push(Kind::Structure);
+            continue;
+        }
+        if rules.quote_headers.is_match(trimmed) || outlook_header_block(folded, i, rules) {
+            state = State::ForwardHeader;
+            kinds.push(Kind::Structure);
+            continue;
+        }
+        if state == State::ForwardHeader {
+            if rules.header_fields.is_match(trimmed) {
+                kinds.push(Kind::Structure);
+                continue;
+            }
+            state = State::Quoted;
+        }
+        if raw[i].trim_start().starts_with('>') {
+            kinds.push(Kind::Text(Source::Quoted));
+            continue;
+        }
+        if rules.template_lines.is_match(trimmed) {
+            kinds.push(Kind::Structure);
+            continue;
+        }
+        if state == State::Own
+            && rules.signature_starts.is_match(trimmed)
+            && signature_is_short(folded, i, rules)
+        {
+            state = State::Signature;
+        }
+        if rules.log_lines.is_match(line) && state != State::Signature {
+            kinds.push(Kind::Text(Source::Log));
+            continue;
+        }
+        kinds.push(match state {
+            State::Own => Kind::Text(Source::Own),
+            State::Signature => Kind::Text(Source::Signature),
+            State::Quoted | State::ForwardHeader => Kind::Text(Source::Quoted),
+        });
+    }
+    kinds
+}
+
+/// Outlook quotes with a header block (`From: …` then `Sent:`/`Date:` lines) and no `>`.
+fn outlook_header_block(folded: &[String], i: usize, rules: &TextRules) -> bool {
+    let line = folded[i].trim();
+    if !(line.starts_with("from:") || line.starts_with("von:") || line.starts_with("de :") || line.starts_with("de:")) {
+        return false;
+    }
+    folded[i + 1..]
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty())
+        .is_some_and(|next| rules.header_fields.is_match(next))
+}
+
+/// A sign-off starts a signature only when little follows it before a quote or the end.
+fn signature_is_short(folded: &[String], i: usize, rules: &TextRules) -> bool {
+    let mut lines = 0;
+    for line in &folded[i + 1..] {
+        let t = line.trim();
+        if rules.quote_headers.is_match(t) || rules.forward_headers.is_match(t) || t.starts_with('>') {
+            break;
+        }
+        if !t.is_empty() {
+            lines += 1;
+        }
+    }
+    lines <= MAX_SIGNATURE_LINES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_case_width_and_apostrophes() {
+        assert_eq!(fold("The  Server DOESN’T\tboot"), "the server doesn't boot");
+        assert_eq!(fold("ＶＰＳ Straße"), "vps strasse");
+        assert_eq!(fold("ascii ONLY  "), "ascii only");
+    }
+
+    #[test]
+    fn strips_html_and_markdown_images() {
+        let s = strip_markup("<p>Server&nbsp;<b>down</b></p><br>![shot](http://x/y.png) see [docs](https://d)");
+        assert!(s.contains("Server down"), "{s}");
+        assert!(!s.contains("shot") && !s.contains("http"), "{s}");
+        assert!(s.contains("see docs"), "{s}");
+    }
+}
