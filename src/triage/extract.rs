@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::facts::{Evidence, Fact, FactValue, Facts, Source};
-use super::policy::{AttributeKind, MatchValue, Pattern, Policy};
+use super::policy::{AttributeKind, MatchValue, Policy};
 use super::text::{self, Normalized};
 
 /// One occurrence of a pattern in the message.
@@ -24,6 +24,22 @@ struct Hit {
 
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
+}
+
+/// Scripts written without spaces between words: a match there needs no word edge.
+fn is_unspaced_script(c: char) -> bool {
+    matches!(c,
+        '\u{3040}'..='\u{30ff}'   // kana
+        | '\u{3400}'..='\u{4dbf}' // CJK extension A
+        | '\u{4e00}'..='\u{9fff}' // CJK unified ideographs
+        | '\u{f900}'..='\u{faff}' // CJK compatibility ideographs
+        | '\u{ac00}'..='\u{d7af}' // Hangul syllables
+    )
+}
+
+/// A letter or digit that must stand at a word edge when a match begins or ends with it.
+fn needs_edge(c: char) -> bool {
+    is_word_char(c) && !is_unspaced_script(c)
 }
 
 fn char_before(s: &str, at: usize) -> Option<char> {
@@ -110,7 +126,7 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
                 at = start + char_after(text, start).map_or(1, char::len_utf8);
                 continue;
             }
-            if !edges_ok(p, text, start, end) {
+            if !edges_ok(text, start, end) {
                 at = start + char_after(text, start).map_or(1, char::len_utf8);
                 continue;
             }
@@ -122,7 +138,10 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
             if source == Source::Signature && attr_kind != AttributeKind::Phone {
                 continue;
             }
-            let negated = negated_slot || negated_before(policy, text, start);
+            // A negation before a "no"-pattern ("we have not found any workaround") is the
+            // same statement, not its opposite: only positive statements are negated.
+            let positive = p.value != MatchValue::Flag(false);
+            let negated = negated_slot || positive && negated_before(policy, text, start);
             let past = policy.time.current_state[p.attribute] && in_past_clause(policy, text, start, end);
             hits.push(Hit {
                 attribute: p.attribute,
@@ -141,12 +160,12 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     hits
 }
 
-fn edges_ok(p: &Pattern, text: &str, start: usize, end: usize) -> bool {
-    let start_ok = !p.edge_start
-        || !char_after(text, start).is_some_and(is_word_char)
+/// A match that begins (ends) with a letter or digit must begin (end) a word: "lab" is not
+/// found in "unavailable", nor "up" in "update".
+fn edges_ok(text: &str, start: usize, end: usize) -> bool {
+    let start_ok = !char_after(text, start).is_some_and(needs_edge)
         || !char_before(text, start).is_some_and(is_word_char);
-    let end_ok = !p.edge_end
-        || !char_before(text, end).is_some_and(is_word_char)
+    let end_ok = !char_before(text, end).is_some_and(needs_edge)
         || !char_after(text, end).is_some_and(is_word_char);
     start_ok && end_ok
 }

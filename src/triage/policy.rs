@@ -291,9 +291,6 @@ pub struct Pattern {
     pub value: MatchValue,
     pub strength: u8,
     pub regex: Regex,
-    /// The pattern starts/ends with a word character, so the match must too at a word edge.
-    pub edge_start: bool,
-    pub edge_end: bool,
     /// The pattern has named groups: `neg…` (a `{neg}` slot: when filled, the statement is
     /// negated), `skip` (when it matched, the occurrence does not count), `num` (a phone number).
     pub has_groups: bool,
@@ -549,24 +546,6 @@ fn expand_depth(
     Ok((out, slots))
 }
 
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-/// Does the written pattern begin/end with a literal word character?
-fn literal_edges(pattern: &str) -> (bool, bool) {
-    let first = pattern.chars().next();
-    let start = first.is_some_and(is_word_char);
-    let mut rev = pattern.chars().rev();
-    let last = rev.next();
-    let escaped = rev.next() == Some('\\');
-    let end = last.is_some_and(is_word_char) && !escaped;
-    // Terms make a pattern start with `{term}`: its alternatives are words in practice.
-    let start = start || pattern.starts_with('{');
-    let end = end || pattern.ends_with('}') && !pattern.ends_with("{neg}");
-    (start, end)
-}
-
 fn has_uppercase_literal(pattern: &str) -> bool {
     // Escapes such as \S, \W, \D, \B are classes, not letters; everything else upper-case
     // would never match the case-folded text.
@@ -796,15 +775,12 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                         if regex.is_match("") {
                             rep.spanned(src, "pattern matches empty text: it would fire on every message");
                         }
-                        let (edge_start, edge_end) = literal_edges(src.get_ref());
                         let has_groups = slots > 0 || regex.capture_names().flatten().next().is_some();
                         patterns.push(Pattern {
                             attribute: i,
                             value: mv.clone(),
                             strength,
                             regex,
-                            edge_start,
-                            edge_end,
                             has_groups,
                         });
                     }
