@@ -157,7 +157,32 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
         }
     }
     hits.sort_by_key(|h| (h.start, h.end));
+    drop_shadowed(policy, &norm.text, &mut hits);
     hits
+}
+
+/// Drops the matches that a shadowing attribute found in the sender's words says mean
+/// something else (see `shadows` in the policy).
+fn drop_shadowed(policy: &Policy, text: &str, hits: &mut Vec<Hit>) {
+    let shadows: Vec<_> = policy
+        .attributes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.shadows.as_ref().map(|s| (i, s)))
+        .filter(|(i, _)| {
+            hits.iter()
+                .any(|h| h.attribute == *i && h.source == Source::Own && !h.negated)
+        })
+        .map(|(_, s)| s)
+        .collect();
+    if shadows.is_empty() {
+        return;
+    }
+    hits.retain(|h| {
+        !shadows.iter().any(|s| {
+            s.attributes.contains(&h.attribute) && s.text.is_match(&text[h.start..h.end])
+        })
+    });
 }
 
 /// A match that begins (ends) with a letter or digit must begin (end) a word: "lab" is not

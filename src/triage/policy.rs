@@ -126,9 +126,21 @@ struct RawAttribute {
     /// For value attributes: what a negated match means ("not production" → non_production).
     #[serde(default)]
     negated: BTreeMap<String, Spanned<String>>,
+    /// When this attribute is found in the sender's words, matches of `attributes` whose
+    /// text matches `text` mean something else and are dropped (in a message about Docker,
+    /// "containers" are Docker containers, not VEs).
+    #[serde(default)]
+    shadows: Option<RawShadow>,
     /// For value attributes: the value chosen on a tie of strength.
     #[serde(default)]
     tie: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShadow {
+    attributes: Vec<Spanned<String>>,
+    text: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +317,15 @@ pub struct Attribute {
     pub values: Vec<String>,
     pub negated: HashMap<String, String>,
     pub tie: Option<String>,
+    pub shadows: Option<Shadow>,
+}
+
+/// Matches of `attributes` whose text matches `text` are dropped when the shadowing
+/// attribute is found in the sender's words.
+#[derive(Debug)]
+pub struct Shadow {
+    pub attributes: Vec<usize>,
+    pub text: Regex,
 }
 
 /// A condition with its names resolved against the policy.
@@ -811,7 +832,29 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             values,
             negated,
             tie: a.tie.as_ref().map(|t| t.get_ref().clone()),
+            shadows: None,
         });
+    }
+
+    for (name, a) in &raw.attributes {
+        let Some(sh) = &a.shadows else { continue };
+        let mut targets = Vec::new();
+        for t in &sh.attributes {
+            match index.get(t.get_ref()) {
+                Some(&i) => targets.push(i),
+                None => rep.spanned(t, format!("shadows: unknown attribute '{}'", t.get_ref())),
+            }
+        }
+        match Regex::new(sh.text.get_ref()) {
+            Ok(text) => {
+                let i = index[name.get_ref()];
+                attributes[i].shadows = Some(Shadow {
+                    attributes: targets,
+                    text,
+                });
+            }
+            Err(e) => rep.spanned(&sh.text, format!("bad regex in shadows.text: {e}")),
+        }
     }
 
     let pattern_set = RegexSetBuilder::new(patterns.iter().map(|p| p.regex.as_str()))
