@@ -1,0 +1,417 @@
+//! The triage engine through its library API, one test per behaviour of the severity policy
+//! (shared/severity-policy.md and docs/policy-decisions.md).
+
+use std::sync::LazyLock;
+
+use firstline::triage::{Decision, Policy, classify, extract, triage};
+use serde_json::Value;
+
+/// Compiled once: every test reads the embedded policy.
+static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);
+
+fn decide(message: &str) -> Decision {
+    triage(&POLICY, message).1
+}
+
+/// A one-line summary for failure messages.
+fn show(d: &Decision) -> String {
+    format!(
+        "severity {} by {} (base {}, notes {:?}), attributes {}, questions {:?}, labels {:?}",
+        d.severity,
+        d.rule,
+        d.base_level,
+        d.notes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+        Value::Object(d.attributes.clone()),
+        questions(d),
+        d.labels
+    )
+}
+
+fn flag(d: &Decision, name: &str) -> Option<bool> {
+    d.attributes.get(name).and_then(Value::as_bool)
+}
+
+fn value<'a>(d: &'a Decision, name: &str) -> Option<&'a str> {
+    d.attributes.get(name).and_then(Value::as_str)
+}
+
+fn questions(d: &Decision) -> Vec<&str> {
+    d.questions.iter().map(|q| q.id.as_str()).collect()
+}
+
+fn asks(d: &Decision, id: &str) -> bool {
+    d.questions.iter().any(|q| q.id == id)
+}
+
+// Messages of the tests below; the label test runs over all of them.
+const NEGATION: &str = "The server is not down, only slow.";
+const NO_WORKAROUND: &str = "Our production node hn2 is down and there is no workaround.";
+const PAST_OUTAGE: &str = "Our server was down yesterday, it is fine now.";
+const DOES_NOT_BOOT: &str = "Our server doesn't boot anymore.";
+const DOMAIN_WORDS: &str = "prod HN pcs3 down!!! all CTs offline";
+const LAB: &str = "our staging node is down";
+const WORKAROUND: &str = "Our production node hn3 is down. A reboot helps for a few hours.";
+const INTERMITTENT: &str = "The vz service on our production node crashes randomly.";
+const ONE_BACKUP: &str = "The backup fails for only one container, CT 101.";
+const ALL_BACKUPS: &str = "Backups fail for all containers.";
+const HARDWARE: &str = "node down, RAID controller died";
+const NEW_INSTALL: &str =
+    "We just installed Virtuozzo 7 on a new server and the prl-disp service crashes on start.";
+const AFTER_UPDATE: &str = "After installing the latest updates, new containers cannot be created.";
+const INTEGRATION: &str = "The WHMCS module cannot create VPS anymore.";
+const COSMETIC: &str = "There is a typo on the Power Panel login page: it says 'Pasword'.";
+const FEATURE: &str =
+    "Feature request: please add an option to export the list of containers as CSV.";
+const HOW_TO: &str = "How do I change the IP address of a container?";
+const MIXED: &str =
+    "The Power Panel is down for all users. Also, how do I change the language of the panel?";
+const VAGUE: &str = "Hi, we have a problem, please help.";
+const SIGNATURE_PHONE: &str =
+    "Our production node hn1 is down!\n\nBest regards,\nJohn Smith\n+49 30 1234567\n";
+const TEMPLATE: &str = "**Describe the bug**
+A clear and concise description of what the bug is.
+
+There is a typo on the Power Panel login page: it says \"Pasword\" instead of \"Password\".
+
+**Steps to reproduce**
+1. Go to ...
+2. Click on ...
+3. See error
+
+**Expected behavior**
+A clear and concise description of what you expected to happen.
+
+- [ ] I have searched the existing issues
+- [ ] This issue is a crash
+";
+const LOG_VS_WORDS: &str = "Our backups work fine, I only want to ask about retention.
+
+    error: backup failed
+";
+const QUOTED: &str = "Same here, any news?
+
+On Mon, 3 Mar 2025 at 10:12, Ops Team <ops@example.com> wrote:
+> Hello,
+> all containers on node 7 are down.
+> Please help.
+";
+const THREAD_1: &str = "Our VPS 101 is down.";
+const THREAD_2: &str = "yes it's our production webshop";
+
+// "not down" negates the outage: slowness must not be triaged as a host down.
+#[test]
+fn negation_cancels_the_outage() {
+    let d = decide(NEGATION);
+    assert_ne!(flag(&d, "server_down"), Some(true), "{}", show(&d));
+    assert_ne!(d.severity, 1, "{}", show(&d));
+}
+
+// "no workaround" is an answer (false), so the bot must not ask for one again.
+#[test]
+fn no_workaround_is_workaround_false() {
+    let d = decide(NO_WORKAROUND);
+    assert_eq!(flag(&d, "workaround"), Some(false), "{}", show(&d));
+    assert!(!asks(&d, "workaround"), "{}", show(&d));
+    assert_eq!(d.severity, 1, "{}", show(&d));
+}
+
+// Decision 2: an outage that is over is not a current outage; it is root-cause work (3).
+#[test]
+fn past_outage_that_is_over_is_not_current() {
+    let d = decide(PAST_OUTAGE);
+    assert_eq!(d.severity, 3, "{}", show(&d));
+    assert_ne!(flag(&d, "server_down"), Some(true), "{}", show(&d));
+    assert_eq!(d.rule, "s3.resolved", "{}", show(&d));
+    assert_eq!(flag(&d, "workaround"), Some(true), "{}", show(&d));
+}
+
+// "doesn't boot" holds a negation but is the symptom itself, not its negation.
+#[test]
+fn doesnt_boot_is_a_symptom_not_a_negation() {
+    let d = decide(DOES_NOT_BOOT);
+    assert_eq!(flag(&d, "wont_boot"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 1, "{}", show(&d));
+}
+
+// HN = server, CT = container, pcs = Parallels Cloud Server, "prod" = production.
+#[test]
+fn domain_vocabulary_reads_a_terse_outage_as_level_1() {
+    let d = decide(DOMAIN_WORDS);
+    assert_eq!(d.severity, 1, "{}", show(&d));
+    assert_eq!(value(&d, "environment"), Some("production"), "{}", show(&d));
+}
+
+// Step B: a lab/staging system does not impact service, 1 becomes 3.
+#[test]
+fn non_production_lowers_an_outage_to_3() {
+    let d = decide(LAB);
+    assert_eq!(d.severity, 3, "{}", show(&d));
+    assert_eq!(value(&d, "environment"), Some("non_production"), "{}", show(&d));
+    assert_eq!(d.base_level, 1, "{}", show(&d));
+}
+
+// Step B: "a reboot helps for a few hours" restores the service, so 1 becomes 3.
+#[test]
+fn workaround_lowers_an_outage_to_3() {
+    let d = decide(WORKAROUND);
+    assert_eq!(flag(&d, "workaround"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 3, "{}", show(&d));
+    assert_eq!(d.base_level, 1, "{}", show(&d));
+    assert!(d.notes.iter().any(|n| n.id == "workaround"), "{}", show(&d));
+}
+
+// Step B: an intermittent problem is not stably reproducible, 1 becomes 3.
+#[test]
+fn intermittent_lowers_an_outage_to_3() {
+    let d = decide(INTERMITTENT);
+    assert_eq!(flag(&d, "intermittent"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 3, "{}", show(&d));
+    assert_eq!(d.base_level, 1, "{}", show(&d));
+}
+
+// The seed: "backup of a specific container is not created" is Normal (3).
+#[test]
+fn backup_failure_of_only_one_container_is_3() {
+    let d = decide(ONE_BACKUP);
+    assert_eq!(flag(&d, "backup_failed"), Some(true), "{}", show(&d));
+    assert_eq!(value(&d, "scope"), Some("some"), "{}", show(&d));
+    assert_eq!(d.severity, 3, "{}", show(&d));
+}
+
+// Backup creation broken for everyone is a whole function down: High (2).
+#[test]
+fn backup_failure_for_all_containers_is_2() {
+    let d = decide(ALL_BACKUPS);
+    assert_eq!(flag(&d, "backup_failed"), Some(true), "{}", show(&d));
+    assert_eq!(value(&d, "scope"), Some("many"), "{}", show(&d));
+    assert_eq!(d.severity, 2, "{}", show(&d));
+}
+
+// The level-1 server criterion excludes hardware faults.
+#[test]
+fn hardware_fault_is_never_level_1() {
+    let d = decide(HARDWARE);
+    assert_eq!(flag(&d, "hardware_fault"), Some(true), "{}", show(&d));
+    assert_ne!(d.severity, 1, "{}", show(&d));
+}
+
+// A new installation runs nothing in production: 2, even when virtualization crashes.
+#[test]
+fn new_installation_that_crashes_is_2_never_1() {
+    let d = decide(NEW_INSTALL);
+    assert_eq!(flag(&d, "new_installation"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 2, "{}", show(&d));
+    assert_eq!(d.rule, "s2.new_installation", "{}", show(&d));
+}
+
+// After-update rule: 2, and the rollback answer is needed (the policy's own example:
+// "new containers cannot be created"). Installing updates on a live server is an update,
+// not a new installation.
+#[test]
+fn after_update_with_rollback_unknown_is_2_and_asks_rollback() {
+    let d = decide(AFTER_UPDATE);
+    assert_eq!(flag(&d, "after_update"), Some(true), "{}", show(&d));
+    assert_ne!(flag(&d, "new_installation"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 2, "{}", show(&d));
+    assert_eq!(d.rule, "s2.after_update", "{}", show(&d));
+    assert!(asks(&d, "rollback"), "{}", show(&d));
+}
+
+// Integration issues are Normal (3), even when a function fails through them.
+#[test]
+fn integration_failure_is_3() {
+    let d = decide(INTEGRATION);
+    assert_eq!(flag(&d, "integration"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 3, "{}", show(&d));
+    assert_eq!(d.rule, "s3.integration", "{}", show(&d));
+}
+
+// A typo blocks nobody: Enhancement (4).
+#[test]
+fn cosmetic_typo_is_4() {
+    let d = decide(COSMETIC);
+    assert_eq!(flag(&d, "cosmetic"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 4, "{}", show(&d));
+}
+
+// A feature request is Enhancement (4).
+#[test]
+fn feature_request_is_4() {
+    let d = decide(FEATURE);
+    assert_eq!(flag(&d, "enhancement"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 4, "{}", show(&d));
+}
+
+// A how-to question with no failure is Enhancement (4); "change" is not "hang".
+#[test]
+fn how_to_question_is_4() {
+    let d = decide(HOW_TO);
+    assert_eq!(flag(&d, "question"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 4, "{}", show(&d));
+    assert_eq!(d.rule, "s4.request", "{}", show(&d));
+}
+
+// Decision 8: a question next to a current failure does not lower the failure's level.
+#[test]
+fn failure_and_question_in_one_message_take_the_failures_level() {
+    let d = decide(MIXED);
+    assert_eq!(flag(&d, "component_down"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 2, "{}", show(&d));
+}
+
+// Nothing matched: default 3, and ask what is failing.
+#[test]
+fn vague_message_is_3_and_asks_for_details() {
+    let d = decide(VAGUE);
+    assert_eq!(d.severity, 3, "{}", show(&d));
+    assert_eq!(d.rule, "s3.default", "{}", show(&d));
+    assert!(asks(&d, "details"), "{}", show(&d));
+}
+
+// The phone number may be taken from the signature, normalized to E.164; then the
+// customer is not asked for it.
+#[test]
+fn phone_in_the_signature_is_found_and_not_asked_for() {
+    let d = decide(SIGNATURE_PHONE);
+    assert_eq!(value(&d, "contact_phone"), Some("+49301234567"), "{}", show(&d));
+    assert!(!asks(&d, "phone"), "{}", show(&d));
+    assert!(!d.labels.iter().any(|l| l == "needs:phone"), "{}", show(&d));
+    assert_eq!(d.severity, 1, "{}", show(&d));
+}
+
+// Decision 9: template headings, placeholders and unchecked boxes ("bug", "crash",
+// "issue") are not the customer's words; the answer (a typo) decides: 4.
+#[test]
+fn issue_template_words_do_not_count_as_a_failure() {
+    let d = decide(TEMPLATE);
+    assert_eq!(flag(&d, "cosmetic"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 4, "{}", show(&d));
+}
+
+// The sender's own words ("backups work fine") beat a pasted log line.
+#[test]
+fn own_words_beat_a_pasted_log_line() {
+    let d = decide(LOG_VS_WORDS);
+    assert_ne!(flag(&d, "backup_failed"), Some(true), "{}", show(&d));
+    assert_ne!(d.severity, 2, "{}", show(&d));
+}
+
+// "Same here" holds no fact, so the quoted message is read: every container on a node
+// down is a level-1 outage.
+#[test]
+fn reply_without_facts_reads_the_quoted_text() {
+    let d = decide(QUOTED);
+    assert_eq!(d.severity, 1, "{}", show(&d));
+    assert!(
+        flag(&d, "virtualization_down") == Some(true) || flag(&d, "server_down") == Some(true),
+        "{}",
+        show(&d)
+    );
+}
+
+// Host names are often a single digit ("node 7"); the outage must still be seen.
+#[test]
+fn single_digit_node_name_is_still_a_server() {
+    let d = decide("Our node 7 is down.");
+    assert_eq!(flag(&d, "server_down"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 1, "{}", show(&d));
+}
+
+// Present-tense failure words show the failure is happening now: no `reproducible`
+// question (policy decisions, Questions).
+#[test]
+fn present_tense_failure_is_not_asked_if_reproducible() {
+    for msg in [ALL_BACKUPS, "Since the kernel update, container creation fails."] {
+        let d = decide(msg);
+        assert_eq!(d.severity, 2, "{msg}: {}", show(&d));
+        assert!(!asks(&d, "reproducible"), "{msg}: {}", show(&d));
+    }
+    // Only the past tense gets the question.
+    let d = decide("Backups of all containers failed last night.");
+    assert_eq!(d.severity, 2, "{}", show(&d));
+    assert!(asks(&d, "reproducible"), "{}", show(&d));
+}
+
+// A thread: the answer "yes, production webshop" fills in business criticality, and the
+// merged facts of the thread are re-triaged from provisional 2 to 1.
+#[test]
+fn facts_merge_answers_the_business_critical_question() {
+    let mut facts = extract(&POLICY, THREAD_1);
+    let first = classify(&POLICY, &facts);
+    assert_eq!(first.severity, 2, "{}", show(&first));
+    assert!(asks(&first, "business_critical"), "{}", show(&first));
+
+    let answer = extract(&POLICY, THREAD_2);
+    facts.merge(&answer);
+    let merged = classify(&POLICY, &facts);
+    assert_eq!(flag(&merged, "business_critical"), Some(true), "{}", show(&merged));
+    assert_eq!(flag(&merged, "ve_unavailable"), Some(true), "{}", show(&merged));
+    assert_eq!(merged.severity, 1, "{}", show(&merged));
+    assert!(!asks(&merged, "business_critical"), "{}", show(&merged));
+}
+
+// Evidence offsets point into the normalized text: the slice is the evidence text.
+#[test]
+fn evidence_offsets_slice_the_normalized_text() {
+    for msg in [DOMAIN_WORDS, WORKAROUND, SIGNATURE_PHONE, MIXED] {
+        let (facts, d) = triage(&POLICY, msg);
+        assert!(!d.evidence.is_empty(), "{msg}: {}", show(&d));
+        for e in &d.evidence {
+            assert!(e.start < e.end, "{msg}: {e:?}");
+            assert_eq!(facts.text.get(e.start..e.end), Some(e.text.as_str()), "{msg}: {e:?}");
+        }
+    }
+}
+
+// The queue is filtered by labels: each decision carries severity:N and needs:<id> for
+// every question it asks.
+#[test]
+fn labels_carry_the_severity_and_every_question() {
+    let all = [
+        NEGATION,
+        NO_WORKAROUND,
+        PAST_OUTAGE,
+        DOES_NOT_BOOT,
+        DOMAIN_WORDS,
+        LAB,
+        WORKAROUND,
+        INTERMITTENT,
+        ONE_BACKUP,
+        ALL_BACKUPS,
+        HARDWARE,
+        NEW_INSTALL,
+        AFTER_UPDATE,
+        INTEGRATION,
+        COSMETIC,
+        FEATURE,
+        HOW_TO,
+        MIXED,
+        VAGUE,
+        SIGNATURE_PHONE,
+        TEMPLATE,
+        LOG_VS_WORDS,
+        QUOTED,
+        THREAD_1,
+        THREAD_2,
+    ];
+    let mut asked_any = false;
+    for msg in all {
+        let d = decide(msg);
+        let severity = format!("severity:{}", d.severity);
+        assert!(d.labels.contains(&severity), "{msg}: {}", show(&d));
+        assert_eq!(
+            d.labels.iter().filter(|l| l.starts_with("severity:")).count(),
+            1,
+            "{msg}: {}",
+            show(&d)
+        );
+        for q in &d.questions {
+            asked_any = true;
+            let needs = format!("needs:{}", q.id);
+            assert!(d.labels.contains(&needs), "{msg}: {}", show(&d));
+        }
+        let needs = d.labels.iter().filter(|l| l.starts_with("needs:")).count();
+        assert_eq!(needs, d.questions.len(), "{msg}: {}", show(&d));
+    }
+    assert!(asked_any, "no message asked a question: the label check checked nothing");
+}
