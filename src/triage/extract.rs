@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::facts::{Evidence, Fact, FactValue, Facts, Source};
-use super::policy::{AttributeKind, MatchValue, Policy};
+use super::policy::{AttributeKind, MatchValue, Pattern, Policy};
 use super::text::{self, Normalized};
 
 /// One occurrence of a pattern in the message.
@@ -93,55 +93,121 @@ pub fn extract_normalized(policy: &Policy, norm: Normalized) -> Facts {
     facts
 }
 
+/// One occurrence of a pattern, before its meaning is decided.
+struct Found {
+    start: usize,
+    end: usize,
+    /// A `{neg}` slot was filled.
+    negated: bool,
+    /// The `skip` group matched: the occurrence is about something else.
+    skip: bool,
+    number: Option<(usize, usize)>,
+}
+
+/// Runs one pattern at `at` within `text[..limit]`.
+fn search(p: &Pattern, text: &str, at: usize, limit: usize) -> Option<Found> {
+    let hay = &text[..limit];
+    if !p.has_groups {
+        let m = p.regex.find_at(hay, at)?;
+        return Some(Found {
+            start: m.start(),
+            end: m.end(),
+            negated: false,
+            skip: false,
+            number: None,
+        });
+    }
+    let caps = p.regex.captures_at(hay, at)?;
+    let m = caps.get(0)?;
+    let negated = caps
+        .iter()
+        .zip(p.regex.capture_names())
+        .any(|(g, name)| g.is_some() && name.is_some_and(|n| n.starts_with("neg")));
+    Some(Found {
+        start: m.start(),
+        end: m.end(),
+        negated,
+        skip: caps.name("skip").is_some(),
+        number: caps.name("num").map(|g| (g.start(), g.end())),
+    })
+}
+
+/// The next occurrence at or after `at` that stands at word edges. When the longest match at
+/// a start runs into a word ("our production node" in "…nodes"), shorter ones ending at
+/// earlier word ends are tried before moving on.
+fn next_occurrence(p: &Pattern, text: &str, mut at: usize) -> Option<Found> {
+    while at <= text.len() {
+        let found = search(p, text, at, text.len())?;
+        let start = found.start;
+        let next_start = start + char_after(text, start).map_or(1, char::len_utf8);
+        let start_ok = !char_after(text, start).is_some_and(needs_edge)
+            || !char_before(text, start).is_some_and(is_word_char);
+        if !start_ok || found.end == start {
+            at = next_start;
+            continue;
+        }
+        if edges_ok(text, start, found.end) {
+            return Some(found);
+        }
+        let mut limit = found.end;
+        while let Some(shorter) = previous_word_end(text, start, limit) {
+            limit = shorter;
+            if let Some(f) = search(p, text, start, limit)
+                && f.start == start
+                && f.end > start
+                && edges_ok(text, f.start, f.end)
+            {
+                return Some(f);
+            }
+        }
+        at = next_start;
+    }
+    None
+}
+
+/// The last position in `(start, limit)` that ends a word.
+fn previous_word_end(text: &str, start: usize, limit: usize) -> Option<usize> {
+    let mut pos = limit;
+    while pos > start {
+        let c = char_before(text, pos)?;
+        let before = pos - c.len_utf8();
+        if before > start
+            && !is_word_char(c)
+            && char_before(text, before).is_some_and(is_word_char)
+        {
+            return Some(before);
+        }
+        pos = before;
+    }
+    None
+}
+
 fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     let text = norm.text.as_str();
     let mut hits = Vec::new();
     for idx in policy.pattern_set.matches(text).iter() {
         let p = &policy.patterns[idx];
         let mut at = 0;
-        while at <= text.len() {
-            let (start, end, negated_slot, number) = if p.has_groups {
-                let Some(caps) = p.regex.captures_at(text, at) else {
-                    break;
-                };
-                let m = caps.get(0).expect("group 0 always matches");
-                if caps.name("skip").is_some() {
-                    // The pattern says this occurrence is about something else ("my VPS won't boot").
-                    at = m.end().max(m.start() + 1);
-                    continue;
-                }
-                let neg = caps
-                    .iter()
-                    .zip(p.regex.capture_names())
-                    .any(|(g, name)| g.is_some() && name.is_some_and(|n| n.starts_with("neg")));
-                let num = caps.name("num").or(Some(m)).map(|g| (g.start(), g.end()));
-                (m.start(), m.end(), neg, num)
-            } else {
-                let Some(m) = p.regex.find_at(text, at) else {
-                    break;
-                };
-                (m.start(), m.end(), false, None)
-            };
-            if end == start {
-                at = start + char_after(text, start).map_or(1, char::len_utf8);
-                continue;
-            }
-            if !edges_ok(text, start, end) {
-                at = start + char_after(text, start).map_or(1, char::len_utf8);
-                continue;
-            }
+        while let Some(found) = next_occurrence(p, text, at) {
+            let (start, end) = (found.start, found.end);
             at = end;
+            if found.skip {
+                // The pattern says this occurrence is about something else ("my VPS won't boot").
+                continue;
+            }
             let Some(source) = norm.source_of(start, end) else {
                 continue;
             };
-            let attr_kind = policy.attributes[p.attribute].kind;
-            if source == Source::Signature && attr_kind != AttributeKind::Phone {
+            let attr = &policy.attributes[p.attribute];
+            if source == Source::Signature && attr.kind != AttributeKind::Phone {
                 continue;
             }
             // A negation before a "no"-pattern ("we have not found any workaround") is the
-            // same statement, not its opposite: only positive statements are negated.
+            // same statement, not its opposite: only positive statements are negated, and
+            // only for attributes that a preceding "not" can reverse.
             let positive = p.value != MatchValue::Flag(false);
-            let negated = negated_slot || positive && negated_before(policy, text, start);
+            let negated = found.negated
+                || positive && attr.negatable && negated_before(policy, text, start);
             let past = policy.time.current_state[p.attribute] && in_past_clause(policy, text, start, end);
             hits.push(Hit {
                 attribute: p.attribute,
@@ -152,7 +218,7 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
                 source,
                 negated,
                 past,
-                number,
+                number: found.number.or(Some((start, end))),
             });
         }
     }

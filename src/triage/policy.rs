@@ -120,6 +120,10 @@ struct RawAttribute {
     means: String,
     #[serde(default)]
     internal: bool,
+    /// Whether a negation word before a match reverses it (false for relations such as
+    /// "after the update": "does not boot after the update" still happened after it).
+    #[serde(default = "yes")]
+    negatable: bool,
     /// value → patterns (`true`/`false` for flags).
     #[serde(default, rename = "match")]
     patterns: BTreeMap<Spanned<String>, Vec<Spanned<RawPattern>>>,
@@ -156,6 +160,10 @@ enum RawPattern {
 
 fn one() -> u8 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +322,7 @@ pub struct Attribute {
     pub kind: AttributeKind,
     pub means: String,
     pub internal: bool,
+    pub negatable: bool,
     pub values: Vec<String>,
     pub negated: HashMap<String, String>,
     pub tie: Option<String>,
@@ -829,6 +838,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             kind: a.kind,
             means: a.means.clone(),
             internal: a.internal,
+            negatable: a.negatable,
             values,
             negated,
             tie: a.tie.as_ref().map(|t| t.get_ref().clone()),

@@ -1,13 +1,10 @@
 //! The triage engine through its library API, one test per behaviour of the severity policy
 //! (shared/severity-policy.md and docs/policy-decisions.md).
 
-use std::sync::LazyLock;
-
-use firstline::triage::{Decision, Policy, classify, extract, triage};
+use firstline::triage::{Decision, classify, extract, triage};
 use serde_json::Value;
 
-/// Compiled once: every test reads the embedded policy.
-static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);
+use crate::POLICY;
 
 fn decide(message: &str) -> Decision {
     triage(&POLICY, message).1

@@ -10,6 +10,12 @@ mod policy_check;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::LazyLock;
+
+use firstline::triage::Policy;
+
+/// The embedded policy, compiled once for every test of the binary that uses the library.
+pub static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);
 
 /// The `firstline` binary built for this test run.
 pub fn bin() -> Command {
