@@ -20,7 +20,7 @@ use firstline::triage::{self, Facts, Policy};
 const SEED: u64 = 0xF125_71AE_5EED_0001;
 /// Messages in the corpus of a real run, and of a smoke run.
 const CORPUS_MESSAGES: usize = 2_000;
-const SMOKE_MESSAGES: usize = 40;
+const SMOKE_MESSAGES: usize = 12;
 const DEFAULT_PASSES: usize = 5;
 const PASSES_VAR: &str = "FIRSTLINE_BENCH_PASSES";
 /// Extra compiles of the policy timed after the first, to show the steady cost too.
@@ -316,7 +316,14 @@ const GENERIC_DETAILS: &[&str] = &[
     "Our team in the datacenter can do anything on site if needed \u{2014} just tell us.",
 ];
 
-const GREETINGS: &[&str] = &["Hello,", "Hi,", "Dear support,", "Hello support team,", "Hi there,", "Good morning,"];
+const GREETINGS: &[&str] = &[
+    "Hello,",
+    "Hi,",
+    "Dear support,",
+    "Hello support team,",
+    "Hi there,",
+    "Good morning,",
+];
 const CLOSINGS: &[&str] = &[
     "Thank you in advance.",
     "Any help is appreciated.",
@@ -324,7 +331,13 @@ const CLOSINGS: &[&str] = &[
     "Looking forward to your answer.",
     "Thanks for your help.",
 ];
-const REGARDS: &[&str] = &["Best regards,", "Kind regards,", "Regards,", "Thanks,", "Cheers,"];
+const REGARDS: &[&str] = &[
+    "Best regards,",
+    "Kind regards,",
+    "Regards,",
+    "Thanks,",
+    "Cheers,",
+];
 const PEOPLE: &[&str] = &[
     "John Miller",
     "Anna Kowalski",
@@ -349,7 +362,9 @@ const VERSIONS: &[&str] = &[
     "Virtuozzo Hybrid Server 9",
 ];
 const HOSTS: &[&str] = &["hn", "node", "vz", "pcs", "hw"];
-const CT_NAMES: &[&str] = &["web01", "mail", "db-prod", "shop", "gitlab", "dns2", "build", "crm"];
+const CT_NAMES: &[&str] = &[
+    "web01", "mail", "db-prod", "shop", "gitlab", "dns2", "build", "crm",
+];
 const MONTHS: &[&str] = &[
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -377,7 +392,12 @@ impl Ctx {
             host: format!("{}{}", rng.pick(HOSTS), rng.range(1, 40)),
             ct: rng.range(100, 1000),
             ctname: rng.pick(CT_NAMES),
-            ip: format!("10.{}.{}.{}", rng.range(0, 255), rng.range(0, 255), rng.range(1, 255)),
+            ip: format!(
+                "10.{}.{}.{}",
+                rng.range(0, 255),
+                rng.range(0, 255),
+                rng.range(1, 255)
+            ),
             ver: rng.pick(VERSIONS),
             person: rng.pick(PEOPLE),
             company: rng.pick(COMPANIES),
@@ -397,10 +417,7 @@ impl Ctx {
             .replace("{ip}", &self.ip)
             .replace("{ver}", self.ver)
             .replace("{n}", &self.n.to_string())
-            .replace(
-                "{date}",
-                &format!("{} {}", MONTHS[self.month], self.day),
-            )
+            .replace("{date}", &format!("{} {}", MONTHS[self.month], self.day))
             .replace("{time}", &format!("{:02}:{:02}", self.hour, self.minute))
     }
 }
@@ -431,6 +448,44 @@ fn signature(rng: &mut Rng, ctx: &Ctx) -> String {
     s
 }
 
+/// Earlier answers from support, quoted in the customer's reply.
+const SUPPORT_REPLIES: &[&str] = &[
+    "Hello,
+
+Thank you for contacting Virtuozzo technical support.
+To investigate the issue, could you please collect the following information:
+
+# prlctl list -a
+# vzlist -a
+# journalctl -b -1 | tail -n 200
+# tail -n 100 /var/log/vzctl.log
+
+If the problem affects your production environment, please also tell us whether a
+workaround is available and how many containers are affected.
+
+Best regards,
+Virtuozzo Technical Support",
+    "Hi,
+
+thank you for the logs. The messages about ploop show that the image of CT {ct} was not
+unmounted cleanly. Please run the following and send us the output:
+
+# ploop check -F /vz/private/{ct}/root.hdd/root.hds
+
+Please do not start the container again before we have seen the result.
+
+Kind regards,
+Support Team",
+    "Dear customer,
+
+we have escalated your case to the second line. An engineer will contact you within
+the next business day. If the situation gets worse in the meantime, please call our
+hotline and mention the ticket number in the subject of this email.
+
+Regards,
+Virtuozzo Support",
+];
+
 /// An earlier message of the thread, quoted `depth` levels deep: a reply from support, or the
 /// customer's own earlier words. The "On ... wrote:" header stands one level above its body, as
 /// mail clients write it.
@@ -446,36 +501,21 @@ fn quoted_message(rng: &mut Rng, ctx: &Ctx, text: &TopicText, depth: usize) -> S
         format!(
             "On {}, {} {} {} at {:02}:{:02}, {who} wrote:",
             rng.pick(WEEKDAYS),
-            ctx.day,
+            // Older messages of the thread are from earlier days.
+            ctx.day.saturating_sub(depth).max(1),
             MONTHS[ctx.month],
-            2024 + rng.range(0, 2),
-            ctx.hour,
-            ctx.minute
+            2025,
+            rng.range(7, 20),
+            rng.range(0, 60)
         )
     } else {
         "-----Original Message-----".to_string()
     };
     let body: Vec<String> = if from_support {
-        [
-            "Hello,",
-            "",
-            "Thank you for contacting Virtuozzo technical support.",
-            "To investigate the issue, could you please collect the following information:",
-            "",
-            "# prlctl list -a",
-            "# vzlist -a",
-            "# journalctl -b -1 | tail -n 200",
-            "# tail -n 100 /var/log/vzctl.log",
-            "",
-            "If the problem affects your production environment, please also tell us whether a",
-            "workaround is available and how many containers are affected.",
-            "",
-            "Best regards,",
-            "Virtuozzo Technical Support",
-        ]
-        .iter()
-        .map(|l| l.to_string())
-        .collect()
+        rng.pick(SUPPORT_REPLIES)
+            .lines()
+            .map(|l| ctx.fill(l))
+            .collect()
     } else {
         vec![
             rng.pick(GREETINGS).to_string(),
@@ -637,6 +677,17 @@ fn message(rng: &mut Rng) -> String {
     let ctx = Ctx::new(rng);
     let chat = rng.chance(if target < KIB { 55 } else { 25 });
 
+    // Email ends with a closing line and often a signature; chat has neither.
+    let tail = if chat {
+        String::new()
+    } else {
+        let mut t = format!("\n{}\n\n", rng.pick(CLOSINGS));
+        if rng.chance(70) {
+            t.push_str(&signature(rng, &ctx));
+        }
+        t
+    };
+
     // The sender's own words first.
     let mut own = String::new();
     if chat {
@@ -650,55 +701,48 @@ fn message(rng: &mut Rng) -> String {
         own.push_str(&ctx.fill(rng.pick(text.openings)));
         own.push('\n');
     }
-    // Own text takes the whole budget of a small message, and up to ~1.5 KiB of a larger one.
-    let own_budget = if target < KIB { target } else { target.min(rng.range(400, 1500)) };
-    while own.len() < own_budget.saturating_sub(120) {
-        let detail = if rng.chance(60) {
-            rng.pick(text.details)
-        } else {
-            rng.pick(GENERIC_DETAILS)
-        };
+    // Own words fill a small message; a larger one gets 0.25-1 KiB of them and the rest is a
+    // pasted log or quoted thread. Details are drawn without repeats, as people write them.
+    let own_budget = if target < KIB {
+        target - tail.len().min(target / 2)
+    } else {
+        rng.range(250, KIB)
+    };
+    let mut details: Vec<&str> = text
+        .details
+        .iter()
+        .chain(GENERIC_DETAILS)
+        .copied()
+        .collect();
+    while own.len() < own_budget && !details.is_empty() {
+        let detail = details.swap_remove(rng.range(0, details.len()));
         own.push_str(&ctx.fill(detail));
         // Chat writers send one line per thought; email writers run sentences together.
         own.push(if chat || rng.chance(30) { '\n' } else { ' ' });
     }
+    let mut msg = own.trim_end().to_string();
+    msg.push('\n');
 
-    let tail = if chat {
-        String::new()
-    } else {
-        let mut t = format!("\n{}\n\n", rng.pick(CLOSINGS));
-        if rng.chance(70) {
-            t.push_str(&signature(rng, &ctx));
-        }
-        t
-    };
-
-    // Larger messages get a pasted log or an earlier thread to reach their size.
-    let mut extra = String::new();
-    let room = target.saturating_sub(own.len() + tail.len());
-    if target >= KIB && room > 0 {
-        let log = rng.chance(if target > 5 * KIB { 80 } else { 50 });
-        if log {
-            extra.push_str(rng.pick(&[
-                "\nHere is the log from the node:\n\n",
-                "\nRelevant part of /var/log/messages:\n\n",
-                "\nOutput of journalctl:\n",
-                "\nlog:\n",
-            ]));
-            let mut clock = ctx.hour * 3600 + ctx.minute * 60;
-            while extra.len() < room {
-                extra.push_str(&log_line(rng, &ctx, &mut clock));
-                extra.push('\n');
-            }
+    // A pasted log: every larger chat message, and most large and half the medium emails.
+    let log = target >= KIB && (chat || rng.chance(if target > 5 * KIB { 80 } else { 50 }));
+    if log {
+        msg.push_str(rng.pick(&[
+            "\nHere is the log from the node:\n\n",
+            "\nRelevant part of /var/log/messages:\n\n",
+            "\nOutput of journalctl:\n",
+            "log:\n",
+        ]));
+        let mut clock = ctx.hour * 3600 + ctx.minute * 60;
+        while msg.len() + tail.len() < target {
+            msg.push_str(&log_line(rng, &ctx, &mut clock));
+            msg.push('\n');
         }
     }
-
-    let mut msg = own;
-    msg.push_str(&extra);
     msg.push_str(&tail);
-    // Whatever is still missing is an earlier exchange quoted below, deeper the further back.
+
+    // An email still short of its size quotes the earlier thread, deeper the further back.
     let mut depth = 1;
-    while target >= KIB && msg.len() + 200 < target {
+    while !chat && target >= KIB && msg.len() + 200 < target {
         msg.push('\n');
         msg.push_str(&quoted_message(rng, &ctx, &text, depth));
         depth = (depth + 1).min(5);
@@ -721,7 +765,9 @@ fn passes_from_env() -> Result<usize, String> {
         Ok(v) if v.trim().is_empty() => Ok(DEFAULT_PASSES),
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(n) if n >= 1 => Ok(n),
-            _ => Err(format!("{PASSES_VAR} must be a whole number >= 1, got {v:?}")),
+            _ => Err(format!(
+                "{PASSES_VAR} must be a whole number >= 1, got {v:?}"
+            )),
         },
     }
 }
@@ -779,7 +825,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let count = if smoke { SMOKE_MESSAGES } else { CORPUS_MESSAGES };
+    let count = if smoke {
+        SMOKE_MESSAGES
+    } else {
+        CORPUS_MESSAGES
+    };
 
     println!("firstline triage benchmark (one thread)");
     if smoke {
@@ -791,7 +841,8 @@ fn main() -> ExitCode {
     let policy = Policy::embedded();
     let first = start.elapsed();
     let mut best = first;
-    for _ in 0..EXTRA_COMPILES {
+    let extra_compiles = if smoke { 0 } else { EXTRA_COMPILES };
+    for _ in 0..extra_compiles {
         let start = Instant::now();
         black_box(Policy::embedded());
         best = best.min(start.elapsed());
@@ -799,18 +850,17 @@ fn main() -> ExitCode {
     println!(
         "policy compile (embedded config/policy.toml): first {:.1} ms, best of {} {:.1} ms",
         first.as_secs_f64() * 1e3,
-        EXTRA_COMPILES + 1,
+        extra_compiles + 1,
         best.as_secs_f64() * 1e3
     );
 
     let start = Instant::now();
     let corpus = build_corpus(SEED, count);
-    if let Ok(p) = std::env::var("TMP_DUMP") { std::fs::write(p, corpus.join("\n=====================\n")).unwrap(); }
     let built = start.elapsed();
     let total_bytes: usize = corpus.iter().map(String::len).sum();
-    let (min_len, max_len) = corpus
-        .iter()
-        .fold((usize::MAX, 0), |(lo, hi), m| (lo.min(m.len()), hi.max(m.len())));
+    let (min_len, max_len) = corpus.iter().fold((usize::MAX, 0), |(lo, hi), m| {
+        (lo.min(m.len()), hi.max(m.len()))
+    });
     println!(
         "corpus: {} messages, {:.2} MiB, {:.2}-{:.2} KiB each, seed {SEED:#x} (built in {:.0} ms)",
         corpus.len(),
@@ -861,7 +911,10 @@ fn main() -> ExitCode {
             let start = Instant::now();
             black_box(triage::triage(&policy, black_box(m)));
             let took = start.elapsed();
-            let b = BUCKETS.iter().position(|&b| b == Bucket::of(m.len())).unwrap_or(0);
+            let b = BUCKETS
+                .iter()
+                .position(|&b| b == Bucket::of(m.len()))
+                .unwrap_or(0);
             per_bucket[b].add(m.len(), took);
         }
         let took = pass_start.elapsed();

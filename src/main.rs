@@ -39,7 +39,9 @@ struct PolicyArg {
 #[derive(Subcommand)]
 enum Command {
     /// Classify one message (plain text or a raw .eml, detected), or a batch with --jsonl.
-    #[command(after_help = "Examples:\n  firstline classify fixtures/email/server-down.eml\n  echo 'the backup of CT 101 failed last night' | firstline classify --json\n  printf '%s\\n' '{\"id\":\"a\",\"text\":\"Power Panel is down for everyone\"}' | firstline classify --jsonl\n\nWith --jsonl each input line is {\"id\": ..., \"text\": ...} or {\"id\": ..., \"eml\": \"<raw RFC 5322 message>\"}; each output line is the decision with its id, or {\"id\": ..., \"error\": ...} for a bad line (the batch goes on).")]
+    #[command(
+        after_help = "Examples:\n  firstline classify fixtures/email/server-down.eml\n  echo 'the backup of CT 101 failed last night' | firstline classify --json\n  printf '%s\\n' '{\"id\":\"a\",\"text\":\"Power Panel is down for everyone\"}' | firstline classify --jsonl\n\nWith --jsonl each input line is {\"id\": ..., \"text\": ...} or {\"id\": ..., \"eml\": \"<raw RFC 5322 message>\"}; each output line is the decision with its id, or {\"id\": ..., \"error\": ...} for a bad line (the batch goes on)."
+    )]
     Classify {
         /// The message file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
@@ -53,7 +55,9 @@ enum Command {
         policy: PolicyArg,
     },
     /// Measure accuracy on labelled cases (.jsonl with "expected" severities).
-    #[command(after_help = "Example:\n  firstline eval fixtures/triage/dev.jsonl fixtures/triage/test.jsonl --min-accuracy 95 --min-level1-recall 100\n\nEach file is reported as a split (name of the file without .jsonl), with per-language lines when the cases carry \"lang\".")]
+    #[command(
+        after_help = "Example:\n  firstline eval fixtures/triage/dev.jsonl fixtures/triage/test.jsonl --min-accuracy 95 --min-level1-recall 100\n\nEach file is reported as a split (name of the file without .jsonl), with per-language lines when the cases carry \"lang\"."
+    )]
     Eval {
         /// Files of labelled cases, one JSON object per line.
         #[arg(required = true)]
@@ -71,7 +75,10 @@ enum Command {
         policy: PolicyArg,
     },
     /// Validate a policy file and list every error with its line; exit 1 when there are any.
-    #[command(name = "check-config", after_help = "Examples:\n  firstline check-config\n  firstline check-config --policy config/policy.toml")]
+    #[command(
+        name = "check-config",
+        after_help = "Examples:\n  firstline check-config\n  firstline check-config --policy config/policy.toml"
+    )]
     CheckConfig {
         #[command(flatten)]
         policy: PolicyArg,
@@ -106,7 +113,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let name = policy
                 .policy
                 .as_ref()
-                .map_or(EMBEDDED_POLICY_NAME.to_string(), |p| p.display().to_string());
+                .map_or(EMBEDDED_POLICY_NAME.to_string(), |p| {
+                    p.display().to_string()
+                });
             match load_policy(&policy) {
                 Ok(p) => {
                     println!(
@@ -146,7 +155,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 writeln!(out)?;
             } else {
                 let color = io::stdout().is_terminal();
-                write!(out, "{}", render_decision(&policy, &facts, &decision, color))?;
+                write!(
+                    out,
+                    "{}",
+                    render_decision(&policy, &facts, &decision, color)
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -309,7 +322,10 @@ fn render_decision(policy: &Policy, facts: &Facts, d: &Decision, color: bool) ->
         d.severity, d.rule, d.confidence
     ));
     for n in &d.notes {
-        s.push_str(&format!("  step B: {} → {} by note '{}'\n", n.from, n.to, n.id));
+        s.push_str(&format!(
+            "  step B: {} → {} by note '{}'\n",
+            n.from, n.to, n.id
+        ));
     }
     s.push_str(&format!("\nWhy: {}\n", d.rationale));
     if !d.attributes.is_empty() {
@@ -317,7 +333,12 @@ fn render_decision(policy: &Policy, facts: &Facts, d: &Decision, color: bool) ->
         for (k, v) in &d.attributes {
             let words: Vec<String> = facts
                 .by_name(policy, k)
-                .map(|f| f.evidence.iter().map(|e| format!("\"{}\"", e.text)).collect())
+                .map(|f| {
+                    f.evidence
+                        .iter()
+                        .map(|e| format!("\"{}\"", e.text))
+                        .collect()
+                })
                 .unwrap_or_default();
             s.push_str(&format!("  {k} = {v}"));
             if !words.is_empty() {

@@ -32,15 +32,28 @@ fn collect(policy: &Policy, c: &Cond, refs: &mut Refs) {
     }
 }
 
+/// The attributes a condition looks at, derived facts expanded.
+pub fn attributes_of(policy: &Policy, c: &Cond) -> Vec<usize> {
+    let mut refs = Refs::default();
+    collect(policy, c, &mut refs);
+    refs.attributes
+}
+
 fn domain(policy: &Policy, i: usize) -> Vec<Option<FactValue>> {
     let a = &policy.attributes[i];
     let mut d = vec![None];
     match a.kind {
-        AttributeKind::Flag => d.extend([Some(FactValue::Flag(true)), Some(FactValue::Flag(false))]),
-        AttributeKind::Value => d.extend(a.values.iter().map(|v| Some(FactValue::Value(v.clone())))),
-        AttributeKind::List => {
-            d.extend(a.values.iter().map(|v| Some(FactValue::List(vec![v.clone()]))))
+        AttributeKind::Flag => {
+            d.extend([Some(FactValue::Flag(true)), Some(FactValue::Flag(false))])
         }
+        AttributeKind::Value => {
+            d.extend(a.values.iter().map(|v| Some(FactValue::Value(v.clone()))))
+        }
+        AttributeKind::List => d.extend(
+            a.values
+                .iter()
+                .map(|v| Some(FactValue::List(vec![v.clone()]))),
+        ),
         AttributeKind::Phone => d.push(Some(FactValue::Phone("+0".into()))),
     }
     d
@@ -53,7 +66,11 @@ pub fn satisfiable(policy: &Policy, c: &Cond) -> Option<bool> {
     collect(policy, c, &mut refs);
     let domains: Vec<_> = refs.attributes.iter().map(|&i| domain(policy, i)).collect();
     let levels: Vec<Option<u8>> = policy.level_names.keys().map(|&l| Some(l)).collect();
-    let level_dom = if refs.level { levels.clone() } else { vec![None] };
+    let level_dom = if refs.level {
+        levels.clone()
+    } else {
+        vec![None]
+    };
     let base_dom = if refs.base_level { levels } else { vec![None] };
     let mut rule_dom: Vec<Option<&str>> = vec![None];
     if refs.rule {
@@ -69,8 +86,7 @@ pub fn satisfiable(policy: &Policy, c: &Cond) -> Option<bool> {
     let mut facts = Facts::empty(policy);
     for combo in 0..total {
         let mut k = combo;
-        for (slot, (&attr, dom)) in refs.attributes.iter().zip(&domains).enumerate() {
-            let _ = slot;
+        for (&attr, dom) in refs.attributes.iter().zip(&domains) {
             let v = &dom[k % dom.len()];
             k /= dom.len();
             facts.slots[attr] = v.clone().map(|value| Fact {
@@ -96,18 +112,17 @@ pub fn satisfiable(policy: &Policy, c: &Cond) -> Option<bool> {
     Some(false)
 }
 
-/// Reports each rule, note and question whose condition can never hold. The offsets are
-/// where each one's `when` is written, in the order of the compiled lists.
-pub(super) fn reachability(
-    policy: &Policy,
-    rule_at: &[usize],
-    note_at: &[usize],
-    question_at: &[usize],
-    rep: &mut Reporter,
-) {
-    for (r, &at) in policy.rules.iter().zip(rule_at) {
+/// Reports each rule, note and question whose condition can never hold.
+pub(super) fn reachability(policy: &Policy, rep: &mut Reporter) {
+    for r in &policy.rules {
         if satisfiable(policy, &r.when) == Some(false) {
-            rep.report(at, format!("rule {} can never fire: no combination of facts satisfies its condition", r.id));
+            rep.report(
+                r.at,
+                format!(
+                    "rule {} can never fire: no combination of facts satisfies its condition",
+                    r.id
+                ),
+            );
         }
     }
     let produced: Vec<u8> = policy
@@ -116,16 +131,35 @@ pub(super) fn reachability(
         .map(|r| r.level)
         .chain([policy.default_rule.level])
         .collect();
-    for (n, &at) in policy.notes.iter().zip(note_at) {
+    for n in &policy.notes {
+        let at = n.at;
         if satisfiable(policy, &n.when) == Some(false) {
-            rep.report(at, format!("note {} can never apply: no combination of facts satisfies its condition", n.id));
+            rep.report(
+                at,
+                format!(
+                    "note {} can never apply: no combination of facts satisfies its condition",
+                    n.id
+                ),
+            );
         } else if !n.from.iter().any(|l| produced.contains(l)) {
-            rep.report(at, format!("note {} can never apply: no rule gives any of the levels {:?}", n.id, n.from));
+            rep.report(
+                at,
+                format!(
+                    "note {} can never apply: no rule gives any of the levels {:?}",
+                    n.id, n.from
+                ),
+            );
         }
     }
-    for (q, &at) in policy.questions.iter().zip(question_at) {
+    for q in &policy.questions {
         if satisfiable(policy, &q.when) == Some(false) {
-            rep.report(at, format!("question {} is never asked: no combination of facts satisfies its condition", q.id));
+            rep.report(
+                q.at,
+                format!(
+                    "question {} is never asked: no combination of facts satisfies its condition",
+                    q.id
+                ),
+            );
         }
     }
 }

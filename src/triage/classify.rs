@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::facts::{Evidence, FactValue, Facts, Outcome, Source, holds};
-use super::policy::{AttributeKind, Cond, Policy, Rule};
+use super::policy::{AttributeKind, Policy, Rule};
 
 /// A clarifying question for the customer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,20 +74,6 @@ pub fn base_rule<'p>(policy: &'p Policy, facts: &Facts) -> &'p Rule {
         .unwrap_or(&policy.default_rule)
 }
 
-fn collect_attributes(policy: &Policy, c: &Cond, out: &mut Vec<usize>) {
-    match c {
-        Cond::FlagIs(i, _) | Cond::Known(i) | Cond::ValueIs(i, _) | Cond::ListHas(i, _) => {
-            if !out.contains(i) {
-                out.push(*i)
-            }
-        }
-        Cond::Derived(d) => collect_attributes(policy, &policy.derived[*d].1, out),
-        Cond::Not(x) => collect_attributes(policy, x, out),
-        Cond::And(v) | Cond::Or(v) => v.iter().for_each(|x| collect_attributes(policy, x, out)),
-        _ => {}
-    }
-}
-
 /// Applies the policy to the facts.
 pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
     let rule = base_rule(policy, facts);
@@ -134,7 +120,12 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
 
     let mut attributes = Map::new();
     let mut evidence = Vec::new();
-    let mut labels = vec![policy.labels.severity.replace("{level}", &level.to_string())];
+    let mut labels = vec![
+        policy
+            .labels
+            .severity
+            .replace("{level}", &level.to_string()),
+    ];
     for (a, slot) in policy.attributes.iter().zip(&facts.slots) {
         let Some(fact) = slot else { continue };
         if a.internal {
@@ -181,8 +172,7 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
 /// only from a pasted log or quoted text, and a little for each note that moved the level.
 fn confidence(policy: &Policy, rule: &Rule, facts: &Facts, notes: usize) -> f32 {
     let c = &policy.confidence;
-    let mut deciding = Vec::new();
-    collect_attributes(policy, &rule.when, &mut deciding);
+    let deciding = super::check::attributes_of(policy, &rule.when);
     let weakest = deciding
         .iter()
         .filter_map(|&i| facts.get(i))

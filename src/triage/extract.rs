@@ -67,15 +67,31 @@ pub fn extract_normalized(policy: &Policy, norm: Normalized) -> Facts {
     });
 
     let mut facts = Facts::empty(policy);
-    let own = resolve(policy, &norm, &hits, &[Source::Own, Source::Log], recovered, &mut facts);
+    let own = resolve(
+        policy,
+        &norm,
+        &hits,
+        &[Source::Own, Source::Log],
+        recovered,
+        &mut facts,
+    );
     facts.found_any = own;
     if !own {
         // The sender's own words hold no fact ("same here", a bare forward): read the quote.
         let mut quoted = Facts::empty(policy);
         let recovered_q = hits.iter().any(|h| {
-            h.attribute == policy.time.recovered_by && h.value == MatchValue::Flag(true) && !h.negated
+            h.attribute == policy.time.recovered_by
+                && h.value == MatchValue::Flag(true)
+                && !h.negated
         });
-        if resolve(policy, &norm, &hits, &[Source::Quoted], recovered_q, &mut quoted) {
+        if resolve(
+            policy,
+            &norm,
+            &hits,
+            &[Source::Quoted],
+            recovered_q,
+            &mut quoted,
+        ) {
             // Keep what the own text did say (e.g. a phone in the signature).
             for (slot, q) in facts.slots.iter_mut().zip(quoted.slots) {
                 if slot.is_none() {
@@ -104,11 +120,28 @@ struct Found {
     number: Option<(usize, usize)>,
 }
 
-/// Runs one pattern at `at` within `text[..limit]`.
-fn search(p: &Pattern, text: &str, at: usize, limit: usize) -> Option<Found> {
-    let hay = &text[..limit];
+/// Reads a pattern's groups from its captures; offsets are shifted by `offset`.
+fn found_from(p: &Pattern, caps: &regex::Captures, offset: usize) -> Option<Found> {
+    let m = caps.get(0)?;
+    let negated = caps
+        .iter()
+        .zip(p.regex.capture_names())
+        .any(|(g, name)| g.is_some() && name.is_some_and(|n| n.starts_with("neg")));
+    Some(Found {
+        start: m.start() + offset,
+        end: m.end() + offset,
+        negated,
+        skip: caps.name("skip").is_some(),
+        number: caps
+            .name("num")
+            .map(|g| (g.start() + offset, g.end() + offset)),
+    })
+}
+
+/// The pattern's preferred match at or after `at`.
+fn search(p: &Pattern, text: &str, at: usize) -> Option<Found> {
     if !p.has_groups {
-        let m = p.regex.find_at(hay, at)?;
+        let m = p.regex.find_at(text, at)?;
         return Some(Found {
             start: m.start(),
             end: m.end(),
@@ -117,27 +150,21 @@ fn search(p: &Pattern, text: &str, at: usize, limit: usize) -> Option<Found> {
             number: None,
         });
     }
-    let caps = p.regex.captures_at(hay, at)?;
-    let m = caps.get(0)?;
-    let negated = caps
-        .iter()
-        .zip(p.regex.capture_names())
-        .any(|(g, name)| g.is_some() && name.is_some_and(|n| n.starts_with("neg")));
-    Some(Found {
-        start: m.start(),
-        end: m.end(),
-        negated,
-        skip: caps.name("skip").is_some(),
-        number: caps.name("num").map(|g| (g.start(), g.end())),
-    })
+    found_from(p, &p.regex.captures_at(text, at)?, 0)
 }
 
-/// The next occurrence at or after `at` that stands at word edges. When the longest match at
-/// a start runs into a word ("our production node" in "…nodes"), shorter ones ending at
-/// earlier word ends are tried before moving on.
+/// Whether the pattern can match exactly `text[start..end]`.
+fn exact(p: &Pattern, text: &str, start: usize, end: usize) -> Option<Found> {
+    let caps = p.exact.captures(&text[start..end])?;
+    found_from(p, &caps, start)
+}
+
+/// The next occurrence at or after `at` that stands at word edges. A regex prefers the
+/// first alternative that fits, which may end inside a word ("fail" in "failed", "our
+/// production node" in "…nodes"); then the ends of that word and of earlier words are tried.
 fn next_occurrence(p: &Pattern, text: &str, mut at: usize) -> Option<Found> {
     while at <= text.len() {
-        let found = search(p, text, at, text.len())?;
+        let found = search(p, text, at)?;
         let start = found.start;
         let next_start = start + char_after(text, start).map_or(1, char::len_utf8);
         let start_ok = !char_after(text, start).is_some_and(needs_edge)
@@ -149,14 +176,16 @@ fn next_occurrence(p: &Pattern, text: &str, mut at: usize) -> Option<Found> {
         if edges_ok(text, start, found.end) {
             return Some(found);
         }
+        let word_end = text[found.end..]
+            .find(|c: char| !is_word_char(c))
+            .map_or(text.len(), |i| found.end + i);
+        if let Some(f) = exact(p, text, start, word_end) {
+            return Some(f);
+        }
         let mut limit = found.end;
         while let Some(shorter) = previous_word_end(text, start, limit) {
             limit = shorter;
-            if let Some(f) = search(p, text, start, limit)
-                && f.start == start
-                && f.end > start
-                && edges_ok(text, f.start, f.end)
-            {
+            if let Some(f) = exact(p, text, start, limit) {
                 return Some(f);
             }
         }
@@ -171,9 +200,7 @@ fn previous_word_end(text: &str, start: usize, limit: usize) -> Option<usize> {
     while pos > start {
         let c = char_before(text, pos)?;
         let before = pos - c.len_utf8();
-        if before > start
-            && !is_word_char(c)
-            && char_before(text, before).is_some_and(is_word_char)
+        if before > start && !is_word_char(c) && char_before(text, before).is_some_and(is_word_char)
         {
             return Some(before);
         }
@@ -206,9 +233,10 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
             // same statement, not its opposite: only positive statements are negated, and
             // only for attributes that a preceding "not" can reverse.
             let positive = p.value != MatchValue::Flag(false);
-            let negated = found.negated
-                || positive && attr.negatable && negated_before(policy, text, start);
-            let past = policy.time.current_state[p.attribute] && in_past_clause(policy, text, start, end);
+            let negated =
+                found.negated || positive && attr.negatable && negated_before(policy, text, start);
+            let past =
+                policy.time.current_state[p.attribute] && in_past_clause(policy, text, start, end);
             hits.push(Hit {
                 attribute: p.attribute,
                 value: p.value.clone(),
@@ -245,9 +273,9 @@ fn drop_shadowed(policy: &Policy, text: &str, hits: &mut Vec<Hit>) {
         return;
     }
     hits.retain(|h| {
-        !shadows.iter().any(|s| {
-            s.attributes.contains(&h.attribute) && s.text.is_match(&text[h.start..h.end])
-        })
+        !shadows
+            .iter()
+            .any(|s| s.attributes.contains(&h.attribute) && s.text.is_match(&text[h.start..h.end]))
     });
 }
 
@@ -363,8 +391,15 @@ fn resolve(
     for (attr, list) in by_attr {
         let a = &policy.attributes[attr];
         // The sender's own words beat a pasted log; a log counts when the words are silent.
-        let best_source = list.iter().map(|(h, _)| h.source).min().unwrap_or(Source::Own);
-        let list: Vec<_> = list.into_iter().filter(|(h, _)| h.source == best_source).collect();
+        let best_source = list
+            .iter()
+            .map(|(h, _)| h.source)
+            .min()
+            .unwrap_or(Source::Own);
+        let list: Vec<_> = list
+            .into_iter()
+            .filter(|(h, _)| h.source == best_source)
+            .collect();
         let value = match a.kind {
             AttributeKind::List => {
                 let mut items: Vec<String> = Vec::new();
@@ -402,17 +437,22 @@ fn resolve(
             })
             .take(MAX_EVIDENCE)
             .map(|(h, v)| {
-                let negated = matches!((&h.value, v), (MatchValue::Flag(a), FactValue::Flag(b)) if a != b);
+                let negated =
+                    matches!((&h.value, v), (MatchValue::Flag(a), FactValue::Flag(b)) if a != b);
                 evidence_of(policy, &norm.text, h, negated)
             })
             .collect();
         if policy.time.current_state[attr]
             && value == FactValue::Flag(false)
-            && list.iter().any(|(h, _)| h.past && h.value == MatchValue::Flag(true))
+            && list
+                .iter()
+                .any(|(h, _)| h.past && h.value == MatchValue::Flag(true))
         {
             restored_evidence = supporting.first().cloned();
         }
-        if !a.internal && matches!(a.kind, AttributeKind::Flag | AttributeKind::Value) {
+        // Internal signals count too: "it works again since your fix" is something the
+        // sender says, so the quoted text is not read in its place.
+        if matches!(a.kind, AttributeKind::Flag | AttributeKind::Value) {
             found = true;
         }
         facts.slots[attr] = Some(Fact {
@@ -468,7 +508,8 @@ fn phone(policy: &Policy, norm: &Normalized, hits: &[Hit], facts: &mut Facts) {
         if !(7..=15).contains(&digits.len()) {
             continue;
         }
-        let international = written.trim_start().starts_with('+') || written.trim_start().starts_with("00");
+        let international =
+            written.trim_start().starts_with('+') || written.trim_start().starts_with("00");
         let parsed = if international {
             let plus = if let Some(rest) = written.trim_start().strip_prefix("00") {
                 format!("+{rest}")
@@ -501,7 +542,11 @@ fn phone(policy: &Policy, norm: &Normalized, hits: &[Hit], facts: &mut Facts) {
         if fallback.is_none() && h.number != Some((h.start, h.end)) {
             // Introduced by a phone word but not a number the library can place: keep it as
             // written (digits and a leading +) so an agent can still call.
-            let kept = if international { format!("+{digits}") } else { digits };
+            let kept = if international {
+                format!("+{digits}")
+            } else {
+                digits
+            };
             fallback = Some(Fact {
                 value: FactValue::Phone(kept),
                 evidence: vec![ev(written.to_string())],

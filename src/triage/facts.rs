@@ -151,8 +151,12 @@ pub fn holds(policy: &Policy, cond: &Cond, facts: &Facts, outcome: Outcome) -> b
         Cond::Const(b) => *b,
         Cond::FlagIs(i, b) => facts.flag(*i) == Some(*b),
         Cond::Known(i) => facts.get(*i).is_some(),
-        Cond::ValueIs(i, v) => matches!(facts.get(*i), Some(Fact { value: FactValue::Value(x), .. }) if x == v),
-        Cond::ListHas(i, v) => matches!(facts.get(*i), Some(Fact { value: FactValue::List(x), .. }) if x.contains(v)),
+        Cond::ValueIs(i, v) => {
+            matches!(facts.get(*i), Some(Fact { value: FactValue::Value(x), .. }) if x == v)
+        }
+        Cond::ListHas(i, v) => {
+            matches!(facts.get(*i), Some(Fact { value: FactValue::List(x), .. }) if x.contains(v))
+        }
         Cond::Derived(d) => holds(policy, &policy.derived[*d].1, facts, outcome),
         Cond::Level(op, n) => outcome.level.is_some_and(|l| op.holds_num(l as i64, *n)),
         Cond::BaseLevel(op, n) => outcome

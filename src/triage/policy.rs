@@ -311,6 +311,9 @@ pub struct Pattern {
     pub value: MatchValue,
     pub strength: u8,
     pub regex: Regex,
+    /// The same pattern anchored at both ends (`^(?:…)$`): used to ask whether the pattern
+    /// can match exactly a given stretch, when its preferred match ends inside a word.
+    pub exact: Regex,
     /// The pattern has named groups: `neg…` (a `{neg}` slot: when filled, the statement is
     /// negated), `skip` (when it matched, the occurrence does not count), `num` (a phone number).
     pub has_groups: bool,
@@ -357,6 +360,8 @@ pub enum Cond {
 #[derive(Debug)]
 pub struct Rule {
     pub id: String,
+    /// Byte offset of its condition in the policy file (for errors).
+    pub at: usize,
     pub level: u8,
     pub when: Cond,
     pub decides: bool,
@@ -367,6 +372,7 @@ pub struct Rule {
 #[derive(Debug)]
 pub struct Note {
     pub id: String,
+    pub at: usize,
     pub when: Cond,
     pub from: Vec<u8>,
     pub to: u8,
@@ -377,6 +383,7 @@ pub struct Note {
 #[derive(Debug)]
 pub struct QuestionDef {
     pub id: String,
+    pub at: usize,
     pub when: Cond,
     pub text: String,
 }
@@ -479,17 +486,13 @@ impl Policy {
             src,
             errors: Vec::new(),
         };
-        let raw: RawPolicy = match toml::from_str(src) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let at = e.span().map_or(0, |s| s.start);
-                rep.at(at, e.message().trim().to_string());
-                return Err(PolicyErrors(rep.errors));
-            }
+        let Some(raw) = parse_collecting(src, &mut rep) else {
+            rep.errors.sort_by_key(|e| (e.line, e.column));
+            return Err(PolicyErrors(rep.errors));
         };
         let policy = compile(raw, &mut rep);
         if rep.errors.is_empty() {
-            policy.ok_or_else(|| PolicyErrors(rep.errors))
+            policy.ok_or(PolicyErrors(rep.errors))
         } else {
             rep.errors.sort_by_key(|e| (e.line, e.column));
             Err(PolicyErrors(rep.errors))
@@ -503,6 +506,36 @@ impl Policy {
     pub fn level_name(&self, level: u8) -> &str {
         self.level_names.get(&level).map_or("", String::as_str)
     }
+}
+
+/// Most schema errors a policy can hold at once before we stop looking.
+const MAX_SCHEMA_ERRORS: usize = 50;
+
+/// Deserializes the file, collecting schema errors (unknown keys, wrong types) one by one:
+/// each offending line is blanked and the file read again, so that one run reports them
+/// all and the later checks still run. Blanking keeps every byte offset in place.
+fn parse_collecting(src: &str, rep: &mut Reporter) -> Option<RawPolicy> {
+    let mut text = src.to_string();
+    let mut blanked = Vec::new();
+    for _ in 0..MAX_SCHEMA_ERRORS {
+        let e = match toml::from_str::<RawPolicy>(&text) {
+            // When errors were reported already, what is left is still compiled so that its
+            // problems show too; the caller refuses the policy either way.
+            Ok(raw) => return Some(raw),
+            Err(e) => e,
+        };
+        let at = e.span().map_or(0, |s| s.start);
+        rep.at(at, e.message().trim().to_string());
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        if e.span().is_none() || blanked.contains(&line_start) {
+            return None;
+        }
+        blanked.push(line_start);
+        let blank = " ".repeat(line_end - line_start);
+        text.replace_range(line_start..line_end, &blank);
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -631,8 +664,16 @@ impl Resolver<'_> {
         Ok(match e {
             Expr::Const(b) => Cond::Const(*b),
             Expr::Not(inner) => Cond::Not(Box::new(self.resolve(inner)?)),
-            Expr::And(v) => Cond::And(v.iter().map(|x| self.resolve(x)).collect::<Result<_, _>>()?),
-            Expr::Or(v) => Cond::Or(v.iter().map(|x| self.resolve(x)).collect::<Result<_, _>>()?),
+            Expr::And(v) => Cond::And(
+                v.iter()
+                    .map(|x| self.resolve(x))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Expr::Or(v) => Cond::Or(
+                v.iter()
+                    .map(|x| self.resolve(x))
+                    .collect::<Result<_, _>>()?,
+            ),
             Expr::Name(n) => {
                 if let Some(&i) = self.index.get(n) {
                     match self.attributes[i].kind {
@@ -660,7 +701,9 @@ impl Resolver<'_> {
 
     fn unknown(&self, n: &str) -> String {
         if matches!(n, "level" | "base_level" | "rule") && !self.decided {
-            format!("'{n}' is only known after step A: use it in notes and questions, not in rules or derived facts")
+            format!(
+                "'{n}' is only known after step A: use it in notes and questions, not in rules or derived facts"
+            )
         } else {
             format!("unknown attribute '{n}' (not under [attributes] or [derived])")
         }
@@ -751,7 +794,10 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         }
     }
     if let Err(e) = Regex::new(raw.negation.slot.get_ref()) {
-        rep.spanned(&raw.negation.slot, format!("bad regex in [negation] slot: {e}"));
+        rep.spanned(
+            &raw.negation.slot,
+            format!("bad regex in [negation] slot: {e}"),
+        );
     }
 
     // Attributes and their patterns.
@@ -781,7 +827,10 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             };
             values.push(value.get_ref().clone());
             if list.is_empty() {
-                rep.spanned(value, format!("'{}.{}' has no patterns", name.get_ref(), value.get_ref()));
+                rep.spanned(
+                    value,
+                    format!("'{}.{}' has no patterns", name.get_ref(), value.get_ref()),
+                );
             }
             for p in list {
                 let (text, strength) = match p.get_ref() {
@@ -803,14 +852,23 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                 match Regex::new(&expanded) {
                     Ok(regex) => {
                         if regex.is_match("") {
-                            rep.spanned(src, "pattern matches empty text: it would fire on every message");
+                            rep.spanned(
+                                src,
+                                "pattern matches empty text: it would fire on every message",
+                            );
                         }
-                        let has_groups = slots > 0 || regex.capture_names().flatten().next().is_some();
+                        let has_groups =
+                            slots > 0 || regex.capture_names().flatten().next().is_some();
+                        let Ok(exact) = Regex::new(&format!("^(?:{expanded})$")) else {
+                            rep.spanned(src, "pattern cannot be anchored");
+                            continue;
+                        };
                         patterns.push(Pattern {
                             attribute: i,
                             value: mv.clone(),
                             strength,
                             regex,
+                            exact,
                             has_groups,
                         });
                     }
@@ -821,17 +879,37 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         let mut negated = HashMap::new();
         for (from, to) in &a.negated {
             if !values.contains(from) || !values.contains(to.get_ref()) {
-                rep.spanned(to, format!("negated: '{from}' → '{}' names a value that '{}' has no patterns for", to.get_ref(), name.get_ref()));
+                rep.spanned(
+                    to,
+                    format!(
+                        "negated: '{from}' → '{}' names a value that '{}' has no patterns for",
+                        to.get_ref(),
+                        name.get_ref()
+                    ),
+                );
             }
             negated.insert(from.clone(), to.get_ref().clone());
         }
         if let Some(tie) = &a.tie
             && !values.contains(tie.get_ref())
         {
-            rep.spanned(tie, format!("tie: '{}' is not a value of '{}'", tie.get_ref(), name.get_ref()));
+            rep.spanned(
+                tie,
+                format!(
+                    "tie: '{}' is not a value of '{}'",
+                    tie.get_ref(),
+                    name.get_ref()
+                ),
+            );
         }
         if a.patterns.is_empty() {
-            rep.spanned(name, format!("attribute '{}' has no [match] patterns: it can never be found", name.get_ref()));
+            rep.spanned(
+                name,
+                format!(
+                    "attribute '{}' has no [match] patterns: it can never be found",
+                    name.get_ref()
+                ),
+            );
         }
         attributes.push(Attribute {
             name: name.get_ref().clone(),
@@ -896,7 +974,13 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     derived_raw.sort_by_key(|(k, _)| k.span().start);
     for (name, when) in derived_raw {
         if index.contains_key(name.get_ref()) {
-            rep.spanned(name, format!("derived fact '{}' has the name of an attribute", name.get_ref()));
+            rep.spanned(
+                name,
+                format!(
+                    "derived fact '{}' has the name of an attribute",
+                    name.get_ref()
+                ),
+            );
             continue;
         }
         let resolver = Resolver {
@@ -934,6 +1018,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         match parse_cond(&r.when, &resolver) {
             Ok(when) => rules.push(Rule {
                 id: r.id.get_ref().clone(),
+                at: r.when.span().start,
                 level: *r.level.get_ref(),
                 when,
                 decides: r.decides,
@@ -947,6 +1032,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     rule_ids.insert(raw.default.id.clone());
     let default_rule = Rule {
         id: raw.default.id.clone(),
+        at: raw.default.level.span().start,
         level: *raw.default.level.get_ref(),
         when: Cond::Const(true),
         decides: false,
@@ -965,12 +1051,16 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         check_level(rep, &n.to, &format!("note {}", n.id.get_ref()));
         for r in &n.rules {
             if !rule_ids.contains(r.get_ref()) {
-                rep.spanned(r, format!("note {}: unknown rule id '{}'", n.id.get_ref(), r.get_ref()));
+                rep.spanned(
+                    r,
+                    format!("note {}: unknown rule id '{}'", n.id.get_ref(), r.get_ref()),
+                );
             }
         }
         match parse_cond(&n.when, &decided) {
             Ok(when) => notes.push(Note {
                 id: n.id.get_ref().clone(),
+                at: n.when.span().start,
                 when,
                 from: n.from.clone(),
                 to: *n.to.get_ref(),
@@ -985,7 +1075,10 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     let mut question_ids = HashSet::new();
     for q in &raw.questions {
         if !question_ids.insert(q.id.get_ref().clone()) {
-            rep.spanned(&q.id, format!("question id '{}' is used twice", q.id.get_ref()));
+            rep.spanned(
+                &q.id,
+                format!("question id '{}' is used twice", q.id.get_ref()),
+            );
         }
         if q.text.get_ref().trim().is_empty() {
             rep.spanned(&q.text, format!("question {} has no text", q.id.get_ref()));
@@ -993,6 +1086,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         match parse_cond(&q.when, &decided) {
             Ok(when) => questions.push(QuestionDef {
                 id: q.id.get_ref().clone(),
+                at: q.when.span().start,
                 when,
                 text: q.text.get_ref().trim().to_string(),
             }),
@@ -1012,7 +1106,10 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         match index.get(s.get_ref()) {
             Some(&i) if attributes[i].kind == AttributeKind::Flag => Some(i),
             _ => {
-                rep.spanned(s, format!("[time] {what}: '{}' is not a flag attribute", s.get_ref()));
+                rep.spanned(
+                    s,
+                    format!("[time] {what}: '{}' is not a flag attribute", s.get_ref()),
+                );
                 None
             }
         }
@@ -1034,13 +1131,24 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         }
     }
 
-    let region_text = raw.policy.default_region.as_ref().map_or("", |r| r.get_ref().trim());
+    let region_text = raw
+        .policy
+        .default_region
+        .as_ref()
+        .map_or("", |r| r.get_ref().trim());
     let default_region = match region_text {
         "" => None,
-        code => match code.to_ascii_uppercase().parse::<phonenumber::country::Id>() {
+        code => match code
+            .to_ascii_uppercase()
+            .parse::<phonenumber::country::Id>()
+        {
             Ok(id) => Some(id),
             Err(_) => {
-                let at = raw.policy.default_region.as_ref().map_or(0, |r| r.span().start);
+                let at = raw
+                    .policy
+                    .default_region
+                    .as_ref()
+                    .map_or(0, |r| r.span().start);
                 rep.at(
                     at,
                     format!("default_region '{code}' is not an ISO 3166 country code (e.g. \"DE\", \"US\")"),
@@ -1092,15 +1200,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             per_note: raw.confidence.per_note,
         },
     };
-    if rep.errors.is_empty() {
-        super::check::reachability(
-            &policy,
-            &raw.rules.iter().map(|r| r.when.span().start).collect::<Vec<_>>(),
-            &raw.notes.iter().map(|n| n.when.span().start).collect::<Vec<_>>(),
-            &raw.questions.iter().map(|q| q.when.span().start).collect::<Vec<_>>(),
-            rep,
-        );
-    }
+    super::check::reachability(&policy, rep);
     Some(policy)
 }
 
@@ -1123,11 +1223,18 @@ mod tests {
     #[test]
     fn expands_terms_and_neg_slots() {
         let mut terms = BTreeMap::new();
-        terms.insert("server".to_string(), Spanned::new(0..0, "servers?|hosts?".to_string()));
+        terms.insert(
+            "server".to_string(),
+            Spanned::new(0..0, "servers?|hosts?".to_string()),
+        );
         let (re, slots) = expand("{server} is {neg}down{2}", &terms, "not").unwrap();
         assert_eq!(re, "(?:servers?|hosts?) is (?P<neg0>(?:not) )?down{2}");
         assert_eq!(slots, 1);
-        assert!(expand("{nope}", &terms, "not").unwrap_err().contains("unknown term {nope}"));
+        assert!(
+            expand("{nope}", &terms, "not")
+                .unwrap_err()
+                .contains("unknown term {nope}")
+        );
         assert_eq!(expand("a{2,3}", &terms, "not").unwrap().0, "a{2,3}");
     }
 

@@ -34,7 +34,9 @@ impl Normalized {
     pub fn source_of(&self, start: usize, end: usize) -> Option<Source> {
         let i = self.segments.partition_point(|s| s.end <= start);
         let seg = self.segments.get(i)?;
-        (seg.start <= start && end <= seg.end).then_some(seg.source).flatten()
+        (seg.start <= start && end <= seg.end)
+            .then_some(seg.source)
+            .flatten()
     }
 }
 
@@ -191,7 +193,8 @@ pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
         };
         // Wrapped lines of one prose paragraph join with a space so phrases match across the
         // wrap; anything else starts a new line.
-        let join_space = prev == Some(kind) && matches!(kind, Kind::Text(Source::Own | Source::Quoted));
+        let join_space =
+            prev == Some(kind) && matches!(kind, Kind::Text(Source::Own | Source::Quoted));
         if !out.text.is_empty() {
             out.text.push(if join_space { ' ' } else { '\n' });
         }
@@ -287,7 +290,11 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
 /// Outlook quotes with a header block (`From: …` then `Sent:`/`Date:` lines) and no `>`.
 fn outlook_header_block(folded: &[String], i: usize, rules: &TextRules) -> bool {
     let line = folded[i].trim();
-    if !(line.starts_with("from:") || line.starts_with("von:") || line.starts_with("de :") || line.starts_with("de:")) {
+    if !(line.starts_with("from:")
+        || line.starts_with("von:")
+        || line.starts_with("de :")
+        || line.starts_with("de:"))
+    {
         return false;
     }
     folded[i + 1..]
@@ -302,7 +309,10 @@ fn signature_is_short(folded: &[String], i: usize, rules: &TextRules) -> bool {
     let mut lines = 0;
     for line in &folded[i + 1..] {
         let t = line.trim();
-        if rules.quote_headers.is_match(t) || rules.forward_headers.is_match(t) || t.starts_with('>') {
+        if rules.quote_headers.is_match(t)
+            || rules.forward_headers.is_match(t)
+            || t.starts_with('>')
+        {
             break;
         }
         if !t.is_empty() {
@@ -325,7 +335,9 @@ mod tests {
 
     #[test]
     fn strips_html_and_markdown_images() {
-        let s = strip_markup("<p>Server&nbsp;<b>down</b></p><br>![shot](http://x/y.png) see [docs](https://d)");
+        let s = strip_markup(
+            "<p>Server&nbsp;<b>down</b></p><br>![shot](http://x/y.png) see [docs](https://d)",
+        );
         assert!(s.contains("Server down"), "{s}");
         assert!(!s.contains("shot") && !s.contains("http"), "{s}");
         assert!(s.contains("see docs"), "{s}");

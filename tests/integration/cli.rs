@@ -53,9 +53,19 @@ fn help_of_the_tool_and_every_subcommand_shows_an_example() {
     for args in cases {
         let o = run(args);
         let out = stdout(&o);
-        assert!(o.status.success(), "firstline {args:?} failed: {}", stderr(&o));
-        assert!(out.contains("Usage"), "firstline {args:?} shows no usage:\n{out}");
-        assert!(out.contains("Example"), "firstline {args:?} shows no example:\n{out}");
+        assert!(
+            o.status.success(),
+            "firstline {args:?} failed: {}",
+            stderr(&o)
+        );
+        assert!(
+            out.contains("Usage"),
+            "firstline {args:?} shows no usage:\n{out}"
+        );
+        assert!(
+            out.contains("Example"),
+            "firstline {args:?} shows no example:\n{out}"
+        );
     }
 }
 
@@ -84,14 +94,27 @@ fn classify_json_prints_exactly_the_contract_keys_with_usable_evidence() {
     assert_eq!(v["severity"], 1, "{v:#}");
     assert_eq!(v["severity_name"], "Urgent", "{v:#}");
     assert!(v["rule"].as_str().is_some_and(|r| !r.is_empty()), "{v:#}");
-    assert!(v["rationale"].as_str().is_some_and(|r| !r.is_empty()), "{v:#}");
-    assert!(v["labels"].as_array().is_some_and(|l| l.contains(&"severity:1".into())), "{v:#}");
+    assert!(
+        v["rationale"].as_str().is_some_and(|r| !r.is_empty()),
+        "{v:#}"
+    );
+    assert!(
+        v["labels"]
+            .as_array()
+            .is_some_and(|l| l.contains(&"severity:1".into())),
+        "{v:#}"
+    );
     let confidence = v["confidence"].as_f64().expect("confidence is a number");
     assert!((0.0..=1.0).contains(&confidence), "{v:#}");
 
     let evidence = v["evidence"].as_array().expect("evidence is an array");
-    assert!(!evidence.is_empty(), "a level-1 decision must show its evidence: {v:#}");
-    let attributes = v["attributes"].as_object().expect("attributes is an object");
+    assert!(
+        !evidence.is_empty(),
+        "a level-1 decision must show its evidence: {v:#}"
+    );
+    let attributes = v["attributes"]
+        .as_object()
+        .expect("attributes is an object");
     for e in evidence {
         let item_keys: BTreeSet<String> = keys(e);
         let want: BTreeSet<String> = ["attribute", "text", "start", "end"]
@@ -150,7 +173,9 @@ fn classify_jsonl_answers_every_line_in_order_and_survives_bad_lines() {
     // The invalid line has no id to echo.
     assert!(lines[0]["id"].is_null(), "{}", lines[0]);
     assert!(
-        lines[0]["error"].as_str().is_some_and(|e| e.contains("JSON")),
+        lines[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("JSON")),
         "{}",
         lines[0]
     );
@@ -158,7 +183,9 @@ fn classify_jsonl_answers_every_line_in_order_and_survives_bad_lines() {
 
     assert_eq!(lines[1]["id"], "x", "{}", lines[1]);
     assert!(
-        lines[1]["error"].as_str().is_some_and(|e| e.contains("text")),
+        lines[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("text")),
         "{}",
         lines[1]
     );
@@ -186,7 +213,13 @@ fn classify_jsonl_reads_an_eml_field() {
     assert_eq!(lines[0]["id"], "mail-1", "{}", lines[0]);
     assert_eq!(lines[0]["severity"], 1, "{}", lines[0]);
     assert_eq!(lines[1]["id"], "mail-2", "{}", lines[1]);
-    assert!(lines[1]["error"].as_str().is_some_and(|e| e.contains("eml")), "{}", lines[1]);
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("eml")),
+        "{}",
+        lines[1]
+    );
 }
 
 // A typo in a path must say which file, and exit 2 (bad input), not 0 or a panic.

@@ -82,7 +82,13 @@ pub fn looks_like_email(raw: &[u8]) -> bool {
         headers += 1;
         if matches!(
             name.to_ascii_lowercase().as_str(),
-            "message-id" | "mime-version" | "received" | "from" | "return-path" | "delivered-to" | "content-type"
+            "message-id"
+                | "mime-version"
+                | "received"
+                | "from"
+                | "return-path"
+                | "delivered-to"
+                | "content-type"
         ) {
             mail_only += 1;
         }
@@ -156,7 +162,9 @@ mod tests {
         assert!(looks_like_email(
             b"From: a@b.c\r\nSubject: hi\r\nMessage-ID: <1@b.c>\r\n\r\nbody"
         ));
-        assert!(!looks_like_email(b"Subject: server down\n\nall CTs offline"));
+        assert!(!looks_like_email(
+            b"Subject: server down\n\nall CTs offline"
+        ));
         assert!(!looks_like_email(b"Note: the server is down\nplease help"));
         assert!(!looks_like_email(b"prod HN down!!!"));
     }
