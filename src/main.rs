@@ -350,8 +350,16 @@ fn render_decision(policy: &Policy, facts: &Facts, d: &Decision, color: bool) ->
     if !d.evidence.is_empty() {
         s.push_str("\nIn the message:\n");
         let text = &facts.text;
-        let mut spans: Vec<(usize, usize)> = d.evidence.iter().map(|e| (e.start, e.end)).collect();
-        spans.sort_unstable();
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        let mut sorted: Vec<(usize, usize)> = d.evidence.iter().map(|e| (e.start, e.end)).collect();
+        sorted.sort_unstable();
+        // Overlapping evidence is marked as one stretch.
+        for (a, b) in sorted {
+            match spans.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => spans.push((a, b)),
+            }
+        }
         let mut line_start = 0;
         for line in text.split('\n') {
             let line_end = line_start + line.len();

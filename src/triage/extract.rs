@@ -335,7 +335,9 @@ fn effective(policy: &Policy, h: &Hit, recovered: bool) -> Option<FactValue> {
     match &h.value {
         MatchValue::Flag(b) => {
             let mut v = *b != h.negated;
-            if v && h.past && recovered {
+            // A pasted log records what happened; when the sender says it is over, the log's
+            // failures are not current either.
+            if v && (h.past || h.source == Source::Log) && recovered {
                 // "It was down yesterday, fine now": not a current outage.
                 v = false;
             }
@@ -429,8 +431,16 @@ fn resolve(
                 }
             }
         };
+        let mut seen = Vec::new();
         let supporting: Vec<Evidence> = list
             .iter()
+            .filter(|(h, _)| {
+                // Two patterns finding the same words are one piece of evidence.
+                let span = (h.start, h.end);
+                let fresh = !seen.contains(&span);
+                seen.push(span);
+                fresh
+            })
             .filter(|(_, v)| match (&value, v) {
                 (FactValue::List(all), FactValue::List(one)) => one.iter().all(|i| all.contains(i)),
                 _ => *v == value,

@@ -2,6 +2,7 @@
 //! engine through its library API (`engine`), the email channel (`email`) and the policy
 //! checker (`policy_check`).
 
+mod accuracy;
 mod cli;
 mod email;
 mod engine;
