@@ -7,8 +7,9 @@
 //!
 //! Units: sizes are bytes of UTF-8 text; KiB = 1024 bytes, MiB = 1024 * 1024 bytes.
 //!
-//! Without `--bench` on the command line (that is, when `cargo test --benches` runs this
-//! binary in the test profile) it only does a short smoke run, so a test run stays quick.
+//! Without `--bench` on the command line (that is, when `cargo test --all-targets` or
+//! `--benches` runs this binary in the test profile, as scripts/test does) it only does a short
+//! smoke run, so the test suite stays quick.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -815,7 +816,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() -> ExitCode {
-    // cargo bench passes --bench; anything else (cargo test --benches) gets a smoke run.
+    // cargo bench passes --bench; cargo test (--all-targets, --benches) does not: smoke run.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let passes = match passes_from_env() {
         Ok(_) if smoke => 1,

@@ -129,7 +129,7 @@ for n in "${SIZES[@]}"; do
     /usr/bin/time -f '%M %e' -o "$WORK/time-$n" "$BIN" classify --jsonl "$file" >/dev/null
     read -r rss_kib wall <"$WORK/time-$n"
     awk -v n="$n" -v b="$bytes" -v r="$rss_kib" -v w="$wall" 'BEGIN {
-        printf "%10d %10.1f %15.1f %10.2f %12.0f\n", n, b / 1048576, r / 1024, w, (w > 0 ? n / w : 0)
+        printf "%10d %10.2f %15.1f %10.2f %12.0f\n", n, b / 1048576, r / 1024, w, (w > 0 ? n / w : 0)
     }'
     rm -f "$file"
 done
