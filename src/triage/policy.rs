@@ -515,6 +515,11 @@ const MAX_SCHEMA_ERRORS: usize = 50;
 /// each offending line is blanked and the file read again, so that one run reports them
 /// all and the later checks still run. Blanking keeps every byte offset in place.
 fn parse_collecting(src: &str, rep: &mut Reporter) -> Option<RawPolicy> {
+    // A syntax error makes everything after it unreadable: report it alone.
+    if let Err(e) = src.parse::<toml::Table>() {
+        rep.at(e.span().map_or(0, |s| s.start), e.message().trim().to_string());
+        return None;
+    }
     let mut text = src.to_string();
     let mut blanked = Vec::new();
     for _ in 0..MAX_SCHEMA_ERRORS {

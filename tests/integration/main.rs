@@ -6,6 +6,7 @@ mod accuracy;
 mod cli;
 mod email;
 mod engine;
+mod phrases;
 mod policy_check;
 
 use std::io::Write;
