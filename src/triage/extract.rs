@@ -104,6 +104,7 @@ pub fn extract_normalized(policy: &Policy, norm: Normalized) -> Facts {
     if facts.slots.iter().all(Option::is_none) {
         facts.found_any = false;
     }
+    imply(policy, &mut facts);
     phone(policy, &norm, &hits, &mut facts);
     facts.text = norm.text;
     facts
@@ -488,6 +489,37 @@ fn resolve(
         }
     }
     found
+}
+
+/// Fills in facts that follow from others ("the rollback did not help" answers "is there a
+/// workaround?"), with the evidence of the facts they follow from.
+fn imply(policy: &Policy, facts: &mut Facts) {
+    for imp in &policy.implications {
+        if facts.get(imp.set).is_some()
+            || !super::facts::holds(policy, &imp.when, facts, Default::default())
+        {
+            continue;
+        }
+        let name = &policy.attributes[imp.set].name;
+        let from = super::check::attributes_of(policy, &imp.when);
+        let mut evidence: Vec<Evidence> = from
+            .iter()
+            .filter_map(|&i| facts.get(i))
+            .flat_map(|f| f.evidence.iter().cloned())
+            .collect();
+        evidence.iter_mut().for_each(|e| e.attribute = name.clone());
+        let source = from
+            .iter()
+            .filter_map(|&i| facts.get(i))
+            .map(|f| f.source)
+            .max()
+            .unwrap_or(Source::Own);
+        facts.slots[imp.set] = Some(Fact {
+            value: FactValue::Flag(imp.value),
+            evidence,
+            source,
+        });
+    }
 }
 
 /// The contact phone: the first number in the sender's own words or signature that the

@@ -41,6 +41,8 @@ struct RawPolicy {
     notes: Vec<RawNote>,
     #[serde(default)]
     questions: Vec<RawQuestion>,
+    #[serde(default)]
+    implications: Vec<RawImplication>,
     labels: RawLabels,
     confidence: RawConfidence,
 }
@@ -210,6 +212,15 @@ struct RawQuestion {
     id: Spanned<String>,
     when: Spanned<String>,
     text: Spanned<String>,
+}
+
+/// A fact that follows from others when the message does not state it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImplication {
+    when: Spanned<String>,
+    set: Spanned<String>,
+    value: Spanned<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -432,6 +443,15 @@ pub struct TimeRules {
     pub restored_means: usize,
 }
 
+/// When `when` holds and the flag `set` is unknown, it takes `value`; the evidence is that
+/// of the facts `when` looks at.
+#[derive(Debug)]
+pub struct Implication {
+    pub when: Cond,
+    pub set: usize,
+    pub value: bool,
+}
+
 /// A policy ready to apply: built once, shared by every message.
 #[derive(Debug)]
 pub struct Policy {
@@ -453,6 +473,7 @@ pub struct Policy {
     pub default_rule: Rule,
     pub notes: Vec<Note>,
     pub questions: Vec<QuestionDef>,
+    pub implications: Vec<Implication>,
     pub labels: Labels,
     pub confidence: Confidence,
 }
@@ -1099,6 +1120,25 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         }
     }
 
+    let mut implications = Vec::new();
+    for imp in &raw.implications {
+        let set = match index.get(imp.set.get_ref()) {
+            Some(&i) if attributes[i].kind == AttributeKind::Flag => i,
+            _ => {
+                rep.spanned(&imp.set, format!("implication: '{}' is not a flag attribute", imp.set.get_ref()));
+                continue;
+            }
+        };
+        match parse_cond(&imp.when, &resolver) {
+            Ok(when) => implications.push(Implication {
+                when,
+                set,
+                value: *imp.value.get_ref(),
+            }),
+            Err(msg) => rep.spanned(&imp.when, format!("implication: {msg}")),
+        }
+    }
+
     // Time rules.
     let past = match Regex::new(raw.time.past.get_ref()) {
         Ok(r) => Some(r),
@@ -1191,6 +1231,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         default_rule,
         notes,
         questions,
+        implications,
         labels: Labels {
             severity: raw.labels.severity,
             attribute: raw.labels.attribute,
