@@ -160,35 +160,70 @@ fn exact(p: &Pattern, text: &str, start: usize, end: usize) -> Option<Found> {
     found_from(p, &caps, start)
 }
 
-/// The next occurrence at or after `at` that stands at word edges. A regex prefers the
-/// first alternative that fits, which may end inside a word ("fail" in "failed", "our
-/// production node" in "…nodes"); then the ends of that word and of earlier words are tried.
+/// Whether a match may begin at `start`: not in the middle of a word.
+fn start_ok(text: &str, start: usize) -> bool {
+    !char_after(text, start).is_some_and(needs_edge) || !char_before(text, start).is_some_and(is_word_char)
+}
+
+/// Makes a match stand at word edges. A regex prefers the first alternative that fits,
+/// which may end inside a word ("fail" in "failed", "our production node" in "…nodes");
+/// then the end of that word and the ends of earlier words are tried.
+fn settle(p: &Pattern, text: &str, found: Found) -> Option<Found> {
+    let start = found.start;
+    if found.end == start {
+        return None;
+    }
+    if edges_ok(text, start, found.end) {
+        return Some(found);
+    }
+    let word_end = text[found.end..]
+        .find(|c: char| !is_word_char(c))
+        .map_or(text.len(), |i| found.end + i);
+    if let Some(f) = exact(p, text, start, word_end) {
+        return Some(f);
+    }
+    let mut limit = found.end;
+    while let Some(shorter) = previous_word_end(text, start, limit) {
+        limit = shorter;
+        if let Some(f) = exact(p, text, start, limit) {
+            return Some(f);
+        }
+    }
+    None
+}
+
+/// The pattern's match beginning exactly at `start`, at word edges.
+fn occurrence_at(p: &Pattern, text: &str, start: usize) -> Option<Found> {
+    if !start_ok(text, start) {
+        return None;
+    }
+    let rest = &text[start..];
+    let found = if p.has_groups {
+        found_from(p, &p.anchored.captures(rest)?, start)?
+    } else {
+        let m = p.anchored.find(rest)?;
+        Found {
+            start: start + m.start(),
+            end: start + m.end(),
+            negated: false,
+            skip: false,
+            number: None,
+        }
+    };
+    settle(p, text, found)
+}
+
+/// The next occurrence at or after `at` that stands at word edges (for patterns without
+/// start literals, searched over the whole message).
 fn next_occurrence(p: &Pattern, text: &str, mut at: usize) -> Option<Found> {
     while at <= text.len() {
         let found = search(p, text, at)?;
         let start = found.start;
         let next_start = start + char_after(text, start).map_or(1, char::len_utf8);
-        let start_ok = !char_after(text, start).is_some_and(needs_edge)
-            || !char_before(text, start).is_some_and(is_word_char);
-        if !start_ok || found.end == start {
-            at = next_start;
-            continue;
-        }
-        if edges_ok(text, start, found.end) {
-            return Some(found);
-        }
-        let word_end = text[found.end..]
-            .find(|c: char| !is_word_char(c))
-            .map_or(text.len(), |i| found.end + i);
-        if let Some(f) = exact(p, text, start, word_end) {
+        if start_ok(text, start)
+            && let Some(f) = settle(p, text, found)
+        {
             return Some(f);
-        }
-        let mut limit = found.end;
-        while let Some(shorter) = previous_word_end(text, start, limit) {
-            limit = shorter;
-            if let Some(f) = exact(p, text, start, limit) {
-                return Some(f);
-            }
         }
         at = next_start;
     }
@@ -212,44 +247,69 @@ fn previous_word_end(text: &str, start: usize, limit: usize) -> Option<usize> {
 
 fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     let text = norm.text.as_str();
-    let mut hits = Vec::new();
-    for idx in policy.pattern_set.matches(text).iter() {
-        let p = &policy.patterns[idx];
-        let mut at = 0;
-        while let Some(found) = next_occurrence(p, text, at) {
-            let (start, end) = (found.start, found.end);
-            at = end;
-            if found.skip {
-                // The pattern says this occurrence is about something else ("my VPS won't boot").
-                continue;
-            }
-            let Some(source) = norm.source_of(start, end) else {
-                continue;
-            };
-            let attr = &policy.attributes[p.attribute];
-            if source == Source::Signature && attr.kind != AttributeKind::Phone {
-                continue;
-            }
-            // A negation before a "no"-pattern ("we have not found any workaround") is the
-            // same statement, not its opposite: only positive statements are negated, and
-            // only for attributes that a preceding "not" can reverse.
-            let positive = p.value != MatchValue::Flag(false);
-            let negated =
-                found.negated || positive && attr.negatable && negated_before(policy, text, start);
-            let past =
-                policy.time.current_state[p.attribute] && in_past_clause(policy, text, start, end);
-            hits.push(Hit {
-                attribute: p.attribute,
-                value: p.value.clone(),
-                strength: p.strength,
-                start,
-                end,
-                source,
-                negated,
-                past,
-                number: found.number.or(Some((start, end))),
-            });
+    let anchors = &policy.anchors;
+    // Where each pattern may start, from one scan for all start literals.
+    let mut starts: Vec<(usize, usize)> = Vec::new();
+    for m in anchors.automaton.find_overlapping_iter(text.as_bytes()) {
+        for &pattern in &anchors.patterns[m.pattern().as_usize()] {
+            starts.push((pattern, m.start()));
         }
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    let mut found: Vec<(usize, Found)> = Vec::new();
+    let mut covered: Option<(usize, usize)> = None;
+    for (pattern, start) in starts {
+        // One pattern's occurrences do not overlap: the first one covers its stretch.
+        if covered.is_some_and(|(p, end)| p == pattern && start < end) {
+            continue;
+        }
+        if let Some(f) = occurrence_at(&policy.patterns[pattern], text, start) {
+            covered = Some((pattern, f.end));
+            found.push((pattern, f));
+        }
+    }
+    for &pattern in &anchors.unanchored {
+        let mut at = 0;
+        while let Some(f) = next_occurrence(&policy.patterns[pattern], text, at) {
+            at = f.end;
+            found.push((pattern, f));
+        }
+    }
+    let mut hits = Vec::new();
+    for (idx, found) in found {
+        let p = &policy.patterns[idx];
+        let (start, end) = (found.start, found.end);
+        if found.skip {
+            // The pattern says this occurrence is about something else ("my VPS won't boot").
+            continue;
+        }
+        let Some(source) = norm.source_of(start, end) else {
+            continue;
+        };
+        let attr = &policy.attributes[p.attribute];
+        if source == Source::Signature && attr.kind != AttributeKind::Phone {
+            continue;
+        }
+        // A negation before a "no"-pattern ("we have not found any workaround") is the
+        // same statement, not its opposite: only positive statements are negated, and
+        // only for attributes that a preceding "not" can reverse.
+        let positive = p.value != MatchValue::Flag(false);
+        let negated =
+            found.negated || positive && attr.negatable && negated_before(policy, text, start);
+        let past =
+            policy.time.current_state[p.attribute] && in_past_clause(policy, text, start, end);
+        hits.push(Hit {
+            attribute: p.attribute,
+            value: p.value.clone(),
+            strength: p.strength,
+            start,
+            end,
+            source,
+            negated,
+            past,
+            number: found.number.or(Some((start, end))),
+        });
     }
     hits.sort_by_key(|h| (h.start, h.end));
     drop_shadowed(policy, &norm.text, &mut hits);

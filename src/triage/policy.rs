@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -322,6 +322,9 @@ pub struct Pattern {
     pub value: MatchValue,
     pub strength: u8,
     pub regex: Regex,
+    /// The pattern anchored at its start (`^(?:…)`): tried where the anchor scan found one
+    /// of its prefixes.
+    pub anchored: Regex,
     /// The same pattern anchored at both ends (`^(?:…)$`): used to ask whether the pattern
     /// can match exactly a given stretch, when its preferred match ends inside a word.
     pub exact: Regex,
@@ -464,8 +467,9 @@ pub struct Policy {
     pub attribute_index: HashMap<String, usize>,
     pub derived: Vec<(String, Cond)>,
     pub patterns: Vec<Pattern>,
-    /// One pass over a message says which patterns occur at all.
-    pub pattern_set: RegexSet,
+    /// One Aho-Corasick pass over a message finds where patterns may start: every literal
+    /// that a pattern's matches can begin with (see [`Anchors`]).
+    pub anchors: Anchors,
     pub text: TextRules,
     pub negation: NegationRules,
     pub time: TimeRules,
@@ -566,6 +570,76 @@ fn parse_collecting(src: &str, rep: &mut Reporter) -> Option<RawPolicy> {
 
 // ---------------------------------------------------------------------------------------------
 // Compilation.
+
+/// Where patterns can start. A regex set of hundreds of patterns with optional prefixes and
+/// wide repetitions is too large for a lazy DFA, which then falls back to a slow engine; so
+/// instead each pattern's possible first literals (all of them, when the set is finite) go
+/// into one Aho-Corasick automaton. One scan of a message gives the positions where some
+/// pattern may start, and only there is that pattern tried, anchored. Patterns whose start
+/// has no finite set of literals are searched on every message.
+#[derive(Debug)]
+pub struct Anchors {
+    pub automaton: aho_corasick::AhoCorasick,
+    /// Literal index → the patterns it may start.
+    pub patterns: Vec<Vec<usize>>,
+    /// Patterns without a finite set of start literals.
+    pub unanchored: Vec<usize>,
+}
+
+/// More start literals than this for one pattern and it is searched on every message.
+const MAX_ANCHORS_PER_PATTERN: usize = 400;
+
+impl Anchors {
+    fn build(patterns: &[Pattern]) -> Result<Anchors, String> {
+        use regex_syntax::hir::literal::{ExtractKind, Extractor};
+        let mut extractor = Extractor::new();
+        extractor
+            .kind(ExtractKind::Prefix)
+            .limit_class(16)
+            .limit_repeat(4)
+            .limit_literal_len(24)
+            .limit_total(MAX_ANCHORS_PER_PATTERN);
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut owners: Vec<Vec<usize>> = Vec::new();
+        let mut unanchored = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            let hir = regex_syntax::ParserBuilder::new()
+                .build()
+                .parse(p.regex.as_str())
+                .map_err(|e| e.to_string())?;
+            let seq = extractor.extract(&hir);
+            let lits = match seq.literals() {
+                Some(l) if !l.is_empty() && l.iter().all(|x| !x.as_bytes().is_empty()) => l,
+                _ => {
+                    unanchored.push(i);
+                    continue;
+                }
+            };
+            for lit in lits {
+                let key = lit.as_bytes().to_vec();
+                let at = *index.entry(key.clone()).or_insert_with(|| {
+                    literals.push(key);
+                    owners.push(Vec::new());
+                    literals.len() - 1
+                });
+                if !owners[at].contains(&i) {
+                    owners[at].push(i);
+                }
+            }
+        }
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(&literals)
+            .map_err(|e| e.to_string())?;
+        Ok(Anchors {
+            automaton,
+            patterns: owners,
+            unanchored,
+        })
+    }
+}
+
 
 const NEG_GROUP: &str = "neg";
 
@@ -885,7 +959,10 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                         }
                         let has_groups =
                             slots > 0 || regex.capture_names().flatten().next().is_some();
-                        let Ok(exact) = Regex::new(&format!("^(?:{expanded})$")) else {
+                        let (Ok(exact), Ok(anchored)) = (
+                            Regex::new(&format!("^(?:{expanded})$")),
+                            Regex::new(&format!("^(?:{expanded})")),
+                        ) else {
                             rep.spanned(src, "pattern cannot be anchored");
                             continue;
                         };
@@ -894,6 +971,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                             value: mv.clone(),
                             strength,
                             regex,
+                            anchored,
                             exact,
                             has_groups,
                         });
@@ -971,14 +1049,10 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         }
     }
 
-    let pattern_set = RegexSetBuilder::new(patterns.iter().map(|p| p.regex.as_str()))
-        .size_limit(256 << 20)
-        .dfa_size_limit(64 << 20)
-        .build();
-    let pattern_set = match pattern_set {
-        Ok(s) => Some(s),
+    let anchors = match Anchors::build(&patterns) {
+        Ok(a) => Some(a),
         Err(e) => {
-            rep.at(0, format!("the patterns together do not compile: {e}"));
+            rep.at(0, format!("the patterns' start literals do not compile: {e}"));
             None
         }
     };
@@ -1213,7 +1287,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         attribute_index: index,
         derived,
         patterns,
-        pattern_set: pattern_set?,
+        anchors: anchors?,
         text,
         negation: NegationRules {
             words: raw.negation.words.into_iter().collect(),
