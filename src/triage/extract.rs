@@ -197,7 +197,13 @@ fn occurrence_at(p: &Pattern, text: &str, start: usize) -> Option<Found> {
     if !start_ok(text, start) {
         return None;
     }
-    let rest = &text[start..];
+    // No match is longer than this: bounding the stretch keeps each attempt short, whatever
+    // the regex engine's strategy.
+    let mut limit = (start + MAX_MATCH_LEN).min(text.len());
+    while !text.is_char_boundary(limit) {
+        limit -= 1;
+    }
+    let rest = &text[start..limit];
     let found = if p.has_groups {
         found_from(p, &p.anchored.captures(rest)?, start)?
     } else {
@@ -259,12 +265,29 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     starts.dedup();
     let mut found: Vec<(usize, Found)> = Vec::new();
     let mut covered: Option<(usize, usize)> = None;
+    // Pasted logs and quoted text repeat themselves: a few occurrences of a pattern there are
+    // all the evidence that can count, so the rest is not looked at.
+    let mut weak_seen: HashMap<(usize, Source), usize> = HashMap::new();
     for (pattern, start) in starts {
         // One pattern's occurrences do not overlap: the first one covers its stretch.
         if covered.is_some_and(|(p, end)| p == pattern && start < end) {
             continue;
         }
-        if let Some(f) = occurrence_at(&policy.patterns[pattern], text, start) {
+        let p = &policy.patterns[pattern];
+        let phone = p.value == MatchValue::Phone;
+        match norm.source_at(start) {
+            None => continue,
+            Some(Source::Signature) if !phone => continue,
+            Some(src @ (Source::Log | Source::Quoted)) => {
+                let seen = weak_seen.entry((pattern, src)).or_default();
+                if *seen >= MAX_EVIDENCE {
+                    continue;
+                }
+                *seen += 1;
+            }
+            _ => {}
+        }
+        if let Some(f) = occurrence_at(p, text, start) {
             covered = Some((pattern, f.end));
             found.push((pattern, f));
         }
@@ -276,6 +299,7 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
             found.push((pattern, f));
         }
     }
+    let clauses = Clauses::new(policy, text);
     let mut hits = Vec::new();
     for (idx, found) in found {
         let p = &policy.patterns[idx];
@@ -295,10 +319,10 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
         // same statement, not its opposite: only positive statements are negated, and
         // only for attributes that a preceding "not" can reverse.
         let positive = p.value != MatchValue::Flag(false);
-        let negated =
-            found.negated || positive && attr.negatable && negated_before(policy, text, start);
-        let past =
-            policy.time.current_state[p.attribute] && in_past_clause(policy, text, start, end);
+        let negated = found.negated
+            || positive && attr.negatable && negated_before(policy, text, &clauses, start);
+        let past = policy.time.current_state[p.attribute]
+            && in_past_clause(policy, text, &clauses, start, end);
         hits.push(Hit {
             attribute: p.attribute,
             value: p.value.clone(),
@@ -350,32 +374,46 @@ fn edges_ok(text: &str, start: usize, end: usize) -> bool {
     start_ok && end_ok
 }
 
-/// The start of the clause that holds `at`: negation and tense do not reach across it.
-fn clause_start(policy: &Policy, text: &str, at: usize) -> usize {
-    let before = &text[..at];
-    let mut start = 0;
-    for brk in &policy.negation.clause_breaks {
-        if let Some(i) = before.rfind(brk.as_str()) {
-            start = start.max(i + brk.len());
-        }
-    }
-    start
+/// Where the clauses of a message break, found once per message: negation and tense do not
+/// reach across a break.
+struct Clauses {
+    /// Break stretches, in order and not overlapping.
+    starts: Vec<usize>,
+    ends: Vec<usize>,
+    len: usize,
 }
 
-fn clause_end(policy: &Policy, text: &str, at: usize) -> usize {
-    let after = &text[at..];
-    let mut end = text.len();
-    for brk in &policy.negation.clause_breaks {
-        if let Some(i) = after.find(brk.as_str()) {
-            end = end.min(at + i);
+impl Clauses {
+    fn new(policy: &Policy, text: &str) -> Clauses {
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
+        for m in policy.negation.breaks.find_iter(text) {
+            starts.push(m.start());
+            ends.push(m.end());
+        }
+        Clauses {
+            starts,
+            ends,
+            len: text.len(),
         }
     }
-    end
+
+    /// The start of the clause that holds `at`.
+    fn start(&self, at: usize) -> usize {
+        let i = self.ends.partition_point(|&e| e <= at);
+        if i == 0 { 0 } else { self.ends[i - 1] }
+    }
+
+    /// The end of the clause that holds `at`.
+    fn end(&self, at: usize) -> usize {
+        let i = self.starts.partition_point(|&s| s < at);
+        self.starts.get(i).copied().unwrap_or(self.len)
+    }
 }
 
 /// Is there a negation word within the window before `at`, in the same clause?
-fn negated_before(policy: &Policy, text: &str, at: usize) -> bool {
-    let from = clause_start(policy, text, at);
+fn negated_before(policy: &Policy, text: &str, clauses: &Clauses, at: usize) -> bool {
+    let from = clauses.start(at).min(at);
     let neg = &policy.negation;
     text[from..at]
         .split(|c: char| !(is_word_char(c) || c == '\''))
@@ -385,9 +423,9 @@ fn negated_before(policy: &Policy, text: &str, at: usize) -> bool {
         .any(|w| neg.words.contains(w) || neg.suffixes.iter().any(|s| w.ends_with(s.as_str())))
 }
 
-fn in_past_clause(policy: &Policy, text: &str, start: usize, end: usize) -> bool {
-    let from = clause_start(policy, text, start);
-    let to = clause_end(policy, text, end);
+fn in_past_clause(policy: &Policy, text: &str, clauses: &Clauses, start: usize, end: usize) -> bool {
+    let from = clauses.start(start).min(start);
+    let to = clauses.end(end).max(end);
     policy.time.past.is_match(&text[from..to])
 }
 
@@ -429,6 +467,9 @@ fn evidence_of(policy: &Policy, text: &str, h: &Hit, negated: bool) -> Evidence 
         negated,
     }
 }
+
+/// The longest stretch one pattern occurrence may cover, in bytes.
+const MAX_MATCH_LEN: usize = 400;
 
 /// At most this many pieces of evidence per fact: enough to show why, short enough to read.
 const MAX_EVIDENCE: usize = 3;

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::policy::{Cond, Policy};
 
 /// Where in the message a piece of evidence stands; it decides how much it weighs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The sender's own new words (subject included).

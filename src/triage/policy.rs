@@ -436,6 +436,8 @@ pub struct NegationRules {
     pub suffixes: Vec<String>,
     pub window: usize,
     pub clause_breaks: Vec<String>,
+    /// The clause breaks as one automaton, so a message's breaks are found in one pass.
+    pub breaks: aho_corasick::AhoCorasick,
 }
 
 #[derive(Debug)]
@@ -587,7 +589,7 @@ pub struct Anchors {
 }
 
 /// More start literals than this for one pattern and it is searched on every message.
-const MAX_ANCHORS_PER_PATTERN: usize = 400;
+const MAX_ANCHORS_PER_PATTERN: usize = 2_000;
 
 impl Anchors {
     fn build(patterns: &[Pattern]) -> Result<Anchors, String> {
@@ -595,7 +597,7 @@ impl Anchors {
         let mut extractor = Extractor::new();
         extractor
             .kind(ExtractKind::Prefix)
-            .limit_class(16)
+            .limit_class(24)
             .limit_repeat(4)
             .limit_literal_len(24)
             .limit_total(MAX_ANCHORS_PER_PATTERN);
@@ -1213,6 +1215,17 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         }
     }
 
+    let breaks = match aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+        .build(&raw.negation.clause_breaks)
+    {
+        Ok(b) => Some(b),
+        Err(e) => {
+            rep.at(0, format!("[negation] clause_breaks: {e}"));
+            None
+        }
+    };
+
     // Time rules.
     let past = match Regex::new(raw.time.past.get_ref()) {
         Ok(r) => Some(r),
@@ -1293,6 +1306,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             words: raw.negation.words.into_iter().collect(),
             suffixes: raw.negation.suffixes,
             window: raw.negation.window,
+            breaks: breaks?,
             clause_breaks: raw.negation.clause_breaks,
         },
         time: TimeRules {

@@ -30,6 +30,13 @@ pub struct Normalized {
 }
 
 impl Normalized {
+    /// What kind of text the byte at `at` lies in; `None` for structure and line breaks.
+    pub fn source_at(&self, at: usize) -> Option<Source> {
+        let i = self.segments.partition_point(|s| s.end <= at);
+        let seg = self.segments.get(i)?;
+        (seg.start <= at).then_some(seg.source).flatten()
+    }
+
     /// What kind of text the byte range lies in; `None` when it is structure or crosses segments.
     pub fn source_of(&self, start: usize, end: usize) -> Option<Source> {
         let i = self.segments.partition_point(|s| s.end <= start);
