@@ -2,6 +2,7 @@
 //! negation, time and source rules decide what each match means.
 
 use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 use super::facts::{Evidence, Fact, FactValue, Facts, Source};
 use super::policy::{AttributeKind, MatchValue, Pattern, Policy};
@@ -623,6 +624,36 @@ fn imply(policy: &Policy, facts: &mut Facts) {
     }
 }
 
+/// Numbers already placed by the phone library, so each is parsed once per process: the
+/// library's own regex cache is small and recompiles its patterns when numbers from many
+/// countries come by, which made parsing the most expensive step of triage.
+type PhoneKey = (Option<phonenumber::country::Id>, String);
+static PHONE_CACHE: LazyLock<Mutex<HashMap<PhoneKey, Option<String>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Beyond this many numbers the cache starts over, so memory stays bounded.
+const PHONE_CACHE_LIMIT: usize = 16_384;
+
+/// The number in E.164 when the phone library accepts it as valid.
+fn to_e164(region: Option<phonenumber::country::Id>, written: &str) -> Option<String> {
+    let key = (region, written.to_string());
+    if let Ok(cache) = PHONE_CACHE.lock()
+        && let Some(hit) = cache.get(&key)
+    {
+        return hit.clone();
+    }
+    let result = phonenumber::parse(region, written)
+        .ok()
+        .filter(phonenumber::is_valid)
+        .map(|n| n.format().mode(phonenumber::Mode::E164).to_string());
+    if let Ok(mut cache) = PHONE_CACHE.lock() {
+        if cache.len() >= PHONE_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, result.clone());
+    }
+    result
+}
+
 /// The contact phone: the first number in the sender's own words or signature that the
 /// phone library accepts (E.164), else a number introduced by a phone word, as written.
 fn phone(policy: &Policy, norm: &Normalized, hits: &[Hit], facts: &mut Facts) {
@@ -653,17 +684,17 @@ fn phone(policy: &Policy, norm: &Normalized, hits: &[Hit], facts: &mut Facts) {
         }
         let international =
             written.trim_start().starts_with('+') || written.trim_start().starts_with("00");
-        let parsed = if international {
+        let e164 = if international {
             let plus = if let Some(rest) = written.trim_start().strip_prefix("00") {
                 format!("+{rest}")
             } else {
                 written.to_string()
             };
-            phonenumber::parse(None, plus).ok()
+            to_e164(None, &plus)
         } else {
             policy
                 .default_region
-                .and_then(|region| phonenumber::parse(Some(region), written).ok())
+                .and_then(|region| to_e164(Some(region), written))
         };
         let ev = |text: String| Evidence {
             attribute: policy.attributes[attr].name.clone(),
@@ -673,8 +704,7 @@ fn phone(policy: &Policy, norm: &Normalized, hits: &[Hit], facts: &mut Facts) {
             source: h.source,
             negated: false,
         };
-        if let Some(num) = parsed.filter(phonenumber::is_valid) {
-            let e164 = num.format().mode(phonenumber::Mode::E164).to_string();
+        if let Some(e164) = e164 {
             facts.slots[attr] = Some(Fact {
                 value: FactValue::Phone(e164),
                 evidence: vec![ev(written.to_string())],
