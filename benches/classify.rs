@@ -929,7 +929,7 @@ fn main() -> ExitCode {
         pass_times.iter().max().copied().unwrap_or_default(),
     );
     println!(
-        "timed: {passes} passes; triage pass time median {:.3} s (min {:.3}, max {:.3})",
+        "timed passes: {passes}; triage pass time median {:.3} s (min {:.3}, max {:.3})",
         median(pass_times).as_secs_f64(),
         min.as_secs_f64(),
         max.as_secs_f64()
@@ -969,7 +969,7 @@ fn main() -> ExitCode {
 
     let both = (extract.time + classify.time).as_secs_f64().max(1e-12);
     println!(
-        "share of extract + classify time: extract {:.1}%, classify {:.1}%",
+        "share of extract + classify time: extract {:.2}%, classify {:.2}%",
         extract.time.as_secs_f64() * 100.0 / both,
         classify.time.as_secs_f64() * 100.0 / both
     );

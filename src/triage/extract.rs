@@ -359,10 +359,37 @@ fn drop_shadowed(policy: &Policy, text: &str, hits: &mut Vec<Hit>) {
         return;
     }
     hits.retain(|h| {
-        !shadows
-            .iter()
-            .any(|s| s.attributes.contains(&h.attribute) && s.text.is_match(&text[h.start..h.end]))
+        !shadows.iter().any(|s| {
+            s.attributes.contains(&h.attribute)
+                && s.text.as_ref().is_none_or(|t| t.is_match(&text[h.start..h.end]))
+                && (!s.quoted || in_quotes(text, h.start, h.end))
+        })
     });
+}
+
+/// Whether `start..end` lies between quotation marks on its line ('…', "…" or `…`). A
+/// single quote counts only at a word edge, so "doesn't" opens nothing.
+fn in_quotes(text: &str, start: usize, end: usize) -> bool {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let is_quote = |s: &str, at: usize, c: char| -> bool {
+        match c {
+            '"' | '`' => true,
+            '\'' => {
+                !char_before(s, at).is_some_and(is_word_char)
+                    || !char_after(s, at + 1).is_some_and(is_word_char)
+            }
+            _ => false,
+        }
+    };
+    let opened = text[line_start..start]
+        .char_indices()
+        .filter(|&(i, c)| is_quote(text, line_start + i, c))
+        .count();
+    let closes = text[end..line_end]
+        .char_indices()
+        .any(|(i, c)| is_quote(text, end + i, c));
+    opened % 2 == 1 && closes
 }
 
 /// A match that begins (ends) with a letter or digit must begin (end) a word: "lab" is not

@@ -146,7 +146,12 @@ struct RawAttribute {
 #[serde(deny_unknown_fields)]
 struct RawShadow {
     attributes: Vec<Spanned<String>>,
-    text: Spanned<String>,
+    /// Only matches whose own text matches this regex are dropped.
+    #[serde(default)]
+    text: Option<Spanned<String>>,
+    /// Only matches inside quotation marks (a quoted error message) are dropped.
+    #[serde(default)]
+    quoted: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,7 +356,8 @@ pub struct Attribute {
 #[derive(Debug)]
 pub struct Shadow {
     pub attributes: Vec<usize>,
-    pub text: Regex,
+    pub text: Option<Regex>,
+    pub quoted: bool,
 }
 
 /// A condition with its names resolved against the policy.
@@ -1039,16 +1045,22 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                 None => rep.spanned(t, format!("shadows: unknown attribute '{}'", t.get_ref())),
             }
         }
-        match Regex::new(sh.text.get_ref()) {
-            Ok(text) => {
-                let i = index[name.get_ref()];
-                attributes[i].shadows = Some(Shadow {
-                    attributes: targets,
-                    text,
-                });
-            }
-            Err(e) => rep.spanned(&sh.text, format!("bad regex in shadows.text: {e}")),
-        }
+        let text = match &sh.text {
+            None => None,
+            Some(t) => match Regex::new(t.get_ref()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    rep.spanned(t, format!("bad regex in shadows.text: {e}"));
+                    continue;
+                }
+            },
+        };
+        let i = index[name.get_ref()];
+        attributes[i].shadows = Some(Shadow {
+            attributes: targets,
+            text,
+            quoted: sh.quoted,
+        });
     }
 
     let anchors = match Anchors::build(&patterns) {
