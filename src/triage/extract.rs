@@ -163,7 +163,8 @@ fn exact(p: &Pattern, text: &str, start: usize, end: usize) -> Option<Found> {
 
 /// Whether a match may begin at `start`: not in the middle of a word.
 fn start_ok(text: &str, start: usize) -> bool {
-    !char_after(text, start).is_some_and(needs_edge) || !char_before(text, start).is_some_and(is_word_char)
+    !char_after(text, start).is_some_and(needs_edge)
+        || !char_before(text, start).is_some_and(is_word_char)
 }
 
 /// Makes a match stand at word edges. A regex prefers the first alternative that fits,
@@ -361,7 +362,9 @@ fn drop_shadowed(policy: &Policy, text: &str, hits: &mut Vec<Hit>) {
     hits.retain(|h| {
         !shadows.iter().any(|s| {
             s.attributes.contains(&h.attribute)
-                && s.text.as_ref().is_none_or(|t| t.is_match(&text[h.start..h.end]))
+                && s.text
+                    .as_ref()
+                    .is_none_or(|t| t.is_match(&text[h.start..h.end]))
                 && (!s.quoted || in_quotes(text, h.start, h.end))
         })
     });
@@ -451,7 +454,13 @@ fn negated_before(policy: &Policy, text: &str, clauses: &Clauses, at: usize) -> 
         .any(|w| neg.words.contains(w) || neg.suffixes.iter().any(|s| w.ends_with(s.as_str())))
 }
 
-fn in_past_clause(policy: &Policy, text: &str, clauses: &Clauses, start: usize, end: usize) -> bool {
+fn in_past_clause(
+    policy: &Policy,
+    text: &str,
+    clauses: &Clauses,
+    start: usize,
+    end: usize,
+) -> bool {
     let from = clauses.start(start).min(start);
     let to = clauses.end(end).max(end);
     policy.time.past.is_match(&text[from..to])

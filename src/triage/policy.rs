@@ -550,7 +550,10 @@ const MAX_SCHEMA_ERRORS: usize = 50;
 fn parse_collecting(src: &str, rep: &mut Reporter) -> Option<RawPolicy> {
     // A syntax error makes everything after it unreadable: report it alone.
     if let Err(e) = src.parse::<toml::Table>() {
-        rep.at(e.span().map_or(0, |s| s.start), e.message().trim().to_string());
+        rep.at(
+            e.span().map_or(0, |s| s.start),
+            e.message().trim().to_string(),
+        );
         return None;
     }
     let mut text = src.to_string();
@@ -647,7 +650,6 @@ impl Anchors {
         })
     }
 }
-
 
 const NEG_GROUP: &str = "neg";
 
@@ -1066,7 +1068,10 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     let anchors = match Anchors::build(&patterns) {
         Ok(a) => Some(a),
         Err(e) => {
-            rep.at(0, format!("the patterns' start literals do not compile: {e}"));
+            rep.at(
+                0,
+                format!("the patterns' start literals do not compile: {e}"),
+            );
             None
         }
     };
@@ -1213,7 +1218,13 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         let set = match index.get(imp.set.get_ref()) {
             Some(&i) if attributes[i].kind == AttributeKind::Flag => i,
             _ => {
-                rep.spanned(&imp.set, format!("implication: '{}' is not a flag attribute", imp.set.get_ref()));
+                rep.spanned(
+                    &imp.set,
+                    format!(
+                        "implication: '{}' is not a flag attribute",
+                        imp.set.get_ref()
+                    ),
+                );
                 continue;
             }
         };

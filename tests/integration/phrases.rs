@@ -25,7 +25,9 @@ fn phrase_bank_facts_are_found() {
         let case: Value = serde_json::from_str(line).expect("phrase lines are JSON");
         let id = case["id"].as_str().unwrap_or("?");
         let phrase = case["text"].as_str().expect("a phrase has text");
-        let expected = case["attributes"].as_object().expect("a phrase lists attributes");
+        let expected = case["attributes"]
+            .as_object()
+            .expect("a phrase lists attributes");
         let facts = firstline::triage::extract(&POLICY, phrase);
         let decision = classify(&POLICY, &facts);
         total += 1;
@@ -42,13 +44,19 @@ fn phrase_bank_facts_are_found() {
             }
         }
         for (name, want) in expected {
-            let got = decision.attributes.get(name).cloned().unwrap_or(Value::Null);
+            let got = decision
+                .attributes
+                .get(name)
+                .cloned()
+                .unwrap_or(Value::Null);
             let entry = per_attribute.entry(name.clone()).or_default();
             entry.1 += 1;
             if &got == want {
                 entry.0 += 1;
             } else {
-                misses.push(format!("{id}: {phrase:?}: {name} expected {want}, got {got}"));
+                misses.push(format!(
+                    "{id}: {phrase:?}: {name} expected {want}, got {got}"
+                ));
             }
         }
         if misses.len() > before {
