@@ -269,7 +269,7 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     let mut covered: Option<(usize, usize)> = None;
     // Pasted logs and quoted text repeat themselves: a few occurrences of a pattern there are
     // all the evidence that can count, so the rest is not looked at.
-    let mut weak_seen: HashMap<(usize, Source), usize> = HashMap::new();
+    let mut weak_seen: HashMap<(usize, Source), (usize, usize)> = HashMap::new();
     for (pattern, start) in starts {
         // One pattern's occurrences do not overlap: the first one covers its stretch.
         if covered.is_some_and(|(p, end)| p == pattern && start < end) {
@@ -281,15 +281,18 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
             None => continue,
             Some(Source::Signature) if !phone => continue,
             Some(src @ (Source::Log | Source::Quoted)) => {
-                let seen = weak_seen.entry((pattern, src)).or_default();
-                if *seen >= MAX_EVIDENCE {
+                let (hits, tries) = weak_seen.entry((pattern, src)).or_default();
+                if *hits >= MAX_EVIDENCE || *tries >= MAX_WEAK_TRIES {
                     continue;
                 }
-                *seen += 1;
+                *tries += 1;
             }
             _ => {}
         }
         if let Some(f) = occurrence_at(p, text, start) {
+            if let Some(src @ (Source::Log | Source::Quoted)) = norm.source_at(start) {
+                weak_seen.entry((pattern, src)).or_default().0 += 1;
+            }
             covered = Some((pattern, f.end));
             found.push((pattern, f));
         }
@@ -504,6 +507,9 @@ fn evidence_of(policy: &Policy, text: &str, h: &Hit, negated: bool) -> Evidence 
         negated,
     }
 }
+
+/// Tries of one pattern in pasted logs (and in quoted text) before it is given up there.
+const MAX_WEAK_TRIES: usize = 24;
 
 /// The longest stretch one pattern occurrence may cover, in bytes.
 const MAX_MATCH_LEN: usize = 400;
