@@ -111,6 +111,44 @@ pub fn extract_normalized(policy: &Policy, norm: Normalized) -> Facts {
     facts
 }
 
+/// Pasted log text read from its start, and from its end (a crash log ends with the crash);
+/// what lies between adds nothing once a few occurrences of each pattern are found.
+const LOG_HEAD: usize = 8 * 1024;
+const LOG_TAIL: usize = 4 * 1024;
+
+/// The stretches of the normalized text worth scanning: everything but template structure,
+/// and of pasted logs only their first `LOG_HEAD` and last `LOG_TAIL` bytes.
+fn readable_ranges(norm: &Normalized) -> Vec<(usize, usize)> {
+    let log_total: usize = norm
+        .segments
+        .iter()
+        .filter(|s| s.source == Some(Source::Log))
+        .map(|s| s.end - s.start)
+        .sum();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut log_seen = 0;
+    for seg in &norm.segments {
+        if seg.source.is_none() {
+            continue;
+        }
+        if seg.source == Some(Source::Log) {
+            let len = seg.end - seg.start;
+            let in_head = log_seen < LOG_HEAD;
+            let in_tail = log_seen + len + LOG_TAIL > log_total;
+            log_seen += len;
+            if !in_head && !in_tail {
+                continue;
+            }
+        }
+        match ranges.last_mut() {
+            // Segments are separated by one line break: scan them as one stretch.
+            Some(last) if seg.start <= last.1 + 1 => last.1 = seg.end,
+            _ => ranges.push((seg.start, seg.end)),
+        }
+    }
+    ranges
+}
+
 /// One occurrence of a pattern, before its meaning is decided.
 struct Found {
     start: usize,
@@ -256,11 +294,15 @@ fn previous_word_end(text: &str, start: usize, limit: usize) -> Option<usize> {
 fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     let text = norm.text.as_str();
     let anchors = &policy.anchors;
-    // Where each pattern may start, from one scan for all start literals.
+    // Where each pattern may start, from one scan for all start literals over the text that
+    // can count (see `readable_ranges`).
     let mut starts: Vec<(usize, usize)> = Vec::new();
-    for m in anchors.automaton.find_overlapping_iter(text.as_bytes()) {
-        for &pattern in &anchors.patterns[m.pattern().as_usize()] {
-            starts.push((pattern, m.start()));
+    for (from, to) in readable_ranges(norm) {
+        let input = aho_corasick::Input::new(text.as_bytes()).span(from..to);
+        for m in anchors.automaton.find_overlapping_iter(input) {
+            for &pattern in &anchors.patterns[m.pattern().as_usize()] {
+                starts.push((pattern, m.start()));
+            }
         }
     }
     starts.sort_unstable();
@@ -509,7 +551,7 @@ fn evidence_of(policy: &Policy, text: &str, h: &Hit, negated: bool) -> Evidence 
 }
 
 /// Tries of one pattern in pasted logs (and in quoted text) before it is given up there.
-const MAX_WEAK_TRIES: usize = 24;
+const MAX_WEAK_TRIES: usize = 12;
 
 /// The longest stretch one pattern occurrence may cover, in bytes.
 const MAX_MATCH_LEN: usize = 400;
