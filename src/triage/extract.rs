@@ -649,7 +649,7 @@ fn resolve(
         }
         // Internal signals count too: "it works again since your fix" is something the
         // sender says, so the quoted text is not read in its place.
-        if matches!(a.kind, AttributeKind::Flag | AttributeKind::Value) {
+        if a.kind == AttributeKind::Flag && a.standalone {
             found = true;
         }
         facts.slots[attr] = Some(Fact {

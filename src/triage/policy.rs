@@ -126,6 +126,11 @@ struct RawAttribute {
     /// "after the update": "does not boot after the update" still happened after it).
     #[serde(default = "yes")]
     negatable: bool,
+    /// Whether this fact alone is "a fact in the sender's words": when the own words hold
+    /// only facts that are not standalone ("URGENT", "production"), quoted or forwarded text
+    /// is read too.
+    #[serde(default = "yes")]
+    standalone: bool,
     /// value → patterns (`true`/`false` for flags).
     #[serde(default, rename = "match")]
     patterns: BTreeMap<Spanned<String>, Vec<Spanned<RawPattern>>>,
@@ -345,6 +350,7 @@ pub struct Attribute {
     pub means: String,
     pub internal: bool,
     pub negatable: bool,
+    pub standalone: bool,
     pub values: Vec<String>,
     pub negated: HashMap<String, String>,
     pub tie: Option<String>,
@@ -1031,6 +1037,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             means: a.means.clone(),
             internal: a.internal,
             negatable: a.negatable,
+            standalone: a.standalone,
             values,
             negated,
             tie: a.tie.as_ref().map(|t| t.get_ref().clone()),
