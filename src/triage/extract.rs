@@ -410,7 +410,9 @@ fn drop_shadowed(policy: &Policy, text: &str, hits: &mut Vec<Hit>) {
                 && s.text
                     .as_ref()
                     .is_none_or(|t| t.is_match(&text[h.start..h.end]))
-                && (!s.quoted || in_quotes(text, h.start, h.end))
+                && (!s.quoted
+                    || in_quotes(text, h.start, h.end)
+                    || in_quotes(text, h.end - 1, h.end))
         })
     });
 }
