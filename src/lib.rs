@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`triage`]: the pure engine: policy file → compiled matchers; message → facts →
 //!   decision. No I/O.
+//! - [`channels`]: protocols in and out; for now the email parser (raw RFC 5322 → text).
 //! - [`input`]: turning what arrives (plain text, a raw `.eml`) into the text the engine reads.
 //! - [`eval`]: labelled cases and the accuracy report of `firstline eval`.
 //! - `src/main.rs`: the command line (`classify`, `eval`, `check-config`).

@@ -34,7 +34,7 @@ pub struct Decision {
     pub evidence: Vec<Evidence>,
     pub questions: Vec<Question>,
     pub labels: Vec<String>,
-    pub confidence: f32,
+    pub confidence: f64,
     /// Step A's level and the notes that moved it (shown to people, not in the JSON contract).
     #[serde(skip)]
     pub base_level: u8,
@@ -170,7 +170,7 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
 
 /// How sure the proposal is: the rule's own confidence, lowered when its deciding facts come
 /// only from a pasted log or quoted text, and a little for each note that moved the level.
-fn confidence(policy: &Policy, rule: &Rule, facts: &Facts, notes: usize) -> f32 {
+fn confidence(policy: &Policy, rule: &Rule, facts: &Facts, notes: usize) -> f64 {
     let c = &policy.confidence;
     let deciding = super::check::attributes_of(policy, &rule.when);
     let weakest = deciding

@@ -188,10 +188,10 @@ struct RawRule {
     decides: bool,
     rationale: String,
     #[serde(default = "default_rule_confidence")]
-    confidence: f32,
+    confidence: f64,
 }
 
-fn default_rule_confidence() -> f32 {
+fn default_rule_confidence() -> f64 {
     0.85
 }
 
@@ -201,7 +201,7 @@ struct RawDefault {
     id: String,
     level: Spanned<u8>,
     rationale: String,
-    confidence: f32,
+    confidence: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,10 +246,10 @@ struct RawLabels {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfidence {
-    own_words: f32,
-    log_only: f32,
-    quoted_only: f32,
-    per_note: f32,
+    own_words: f64,
+    log_only: f64,
+    quoted_only: f64,
+    per_note: f64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,7 +392,7 @@ pub struct Rule {
     pub when: Cond,
     pub decides: bool,
     pub rationale: String,
-    pub confidence: f32,
+    pub confidence: f64,
 }
 
 #[derive(Debug)]
@@ -425,10 +425,10 @@ pub struct Labels {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Confidence {
-    pub own_words: f32,
-    pub log_only: f32,
-    pub quoted_only: f32,
-    pub per_note: f32,
+    pub own_words: f64,
+    pub log_only: f64,
+    pub quoted_only: f64,
+    pub per_note: f64,
 }
 
 /// Line-structure recognizers (quotes, forwards, signatures, templates, logs).
