@@ -300,6 +300,11 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     for (from, to) in readable_ranges(norm) {
         let input = aho_corasick::Input::new(text.as_bytes()).span(from..to);
         for m in anchors.automaton.find_overlapping_iter(input) {
+            // Start literals are found inside words too ("ve" in "have"): a match may only
+            // begin at a word edge, so those are dropped before any pattern is tried.
+            if !start_ok(text, m.start()) {
+                continue;
+            }
             for &pattern in &anchors.patterns[m.pattern().as_usize()] {
                 starts.push((pattern, m.start()));
             }
