@@ -21,12 +21,12 @@ fn eval(files: &[&str], min_accuracy: &str, min_level1_recall: &str) -> (bool, S
 }
 
 // The issue's bar on the held-back split is 95% exact severity and every level-1 case found.
-// Measured on 2026-11-26: 88.2% and 21 of 22 level-1 cases (95.5%), so the bar is not met
+// Measured on 2026-11-26: 92.1% and 21 of 22 level-1 cases (95.5%), so the bar is not met
 // yet and the issue stays open. Until it is, this floor makes any regression on the unseen
 // cases fail the suite, with the report shown.
 #[test]
 fn held_back_split_does_not_fall_below_its_measured_floor() {
-    let (ok, report) = eval(&["fixtures/triage/test.jsonl"], "88", "95");
+    let (ok, report) = eval(&["fixtures/triage/test.jsonl"], "92", "95");
     assert!(ok, "{report}");
 }
 
@@ -39,6 +39,9 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev2.jsonl",
             "fixtures/triage/dev3.jsonl",
             "fixtures/triage/dev4.jsonl",
+            "fixtures/triage/dev5.jsonl",
+            "fixtures/triage/dev6.jsonl",
+            "fixtures/triage/dev7.jsonl",
         ],
         "95",
         "100",
