@@ -440,6 +440,50 @@ pub struct TextRules {
     pub signature_starts: RegexSet,
     pub template_lines: RegexSet,
     pub log_lines: RegexSet,
+    /// All of the above in one set, matched once per line (indentation allowed before the
+    /// non-log rules), with the kind each pattern belongs to.
+    pub all: RegexSet,
+    pub kinds: Vec<LineKind>,
+}
+
+/// Which list of [text] a line rule comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    Quote,
+    Forward,
+    Header,
+    Signature,
+    Template,
+    Log,
+}
+
+/// What one line is, by the [text] rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LineMatch {
+    pub quote: bool,
+    pub forward: bool,
+    pub header: bool,
+    pub signature: bool,
+    pub template: bool,
+    pub log: bool,
+}
+
+impl TextRules {
+    /// Matches one folded line (leading indentation kept) against every rule at once.
+    pub fn classify(&self, line: &str) -> LineMatch {
+        let mut m = LineMatch::default();
+        for i in self.all.matches(line).iter() {
+            match self.kinds[i] {
+                LineKind::Quote => m.quote = true,
+                LineKind::Forward => m.forward = true,
+                LineKind::Header => m.header = true,
+                LineKind::Signature => m.signature = true,
+                LineKind::Template => m.template = true,
+                LineKind::Log => m.log = true,
+            }
+        }
+        m
+    }
 }
 
 #[derive(Debug)]
@@ -1083,6 +1127,30 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         }
     };
 
+    let lists = [
+        (LineKind::Quote, &raw.text.quote_headers),
+        (LineKind::Forward, &raw.text.forward_headers),
+        (LineKind::Header, &raw.text.header_fields),
+        (LineKind::Signature, &raw.text.signature_starts),
+        (LineKind::Template, &raw.text.template_lines),
+        (LineKind::Log, &raw.text.log_lines),
+    ];
+    let mut kinds = Vec::new();
+    let mut sources = Vec::new();
+    for (kind, list) in lists {
+        for p in list {
+            kinds.push(kind);
+            // The non-log rules are written for a trimmed line; the combined set sees the
+            // line with its indentation, which only log rules care about.
+            let src = p.get_ref();
+            sources.push(match (kind, src.strip_prefix('^')) {
+                (LineKind::Log, _) => src.clone(),
+                (_, Some(rest)) => format!(r"^\s*(?:{rest})"),
+                (_, None) => src.clone(),
+            });
+        }
+    }
+    let all = RegexSet::new(&sources).map_err(|e| rep.at(0, format!("[text] rules together: {e}")));
     let text = TextRules {
         quote_headers: compile_line_set(rep, "quote_headers", &raw.text.quote_headers)?,
         forward_headers: compile_line_set(rep, "forward_headers", &raw.text.forward_headers)?,
@@ -1090,6 +1158,8 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         signature_starts: compile_line_set(rep, "signature_starts", &raw.text.signature_starts)?,
         template_lines: compile_line_set(rep, "template_lines", &raw.text.template_lines)?,
         log_lines: compile_line_set(rep, "log_lines", &raw.text.log_lines)?,
+        all: all.ok()?,
+        kinds,
     };
 
     // Derived facts: resolved in order, each may use the ones before it (no cycles possible).

@@ -230,6 +230,7 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
     let mut in_fence = false;
     for (i, line) in folded.iter().enumerate() {
         let trimmed = line.trim();
+        let is = rules.classify(line);
         if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
             in_fence = !in_fence;
             kinds.push(Kind::Structure);
@@ -250,18 +251,18 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             kinds.push(Kind::Text(Source::Own));
             continue;
         }
-        if rules.forward_headers.is_match(trimmed) {
+        if is.forward {
             state = State::ForwardHeader;
             kinds.push(Kind::Structure);
             continue;
         }
-        if rules.quote_headers.is_match(trimmed) || outlook_header_block(folded, i, rules) {
+        if is.quote || outlook_header_block(folded, i, rules) {
             state = State::ForwardHeader;
             kinds.push(Kind::Structure);
             continue;
         }
         if state == State::ForwardHeader {
-            if rules.header_fields.is_match(trimmed) {
+            if is.header {
                 kinds.push(Kind::Structure);
                 continue;
             }
@@ -271,17 +272,14 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             kinds.push(Kind::Text(Source::Quoted));
             continue;
         }
-        if rules.template_lines.is_match(trimmed) {
+        if is.template {
             kinds.push(Kind::Structure);
             continue;
         }
-        if state == State::Own
-            && rules.signature_starts.is_match(trimmed)
-            && signature_is_short(folded, i, rules)
-        {
+        if state == State::Own && is.signature && signature_is_short(folded, i, rules) {
             state = State::Signature;
         }
-        if rules.log_lines.is_match(line) && state != State::Signature {
+        if is.log && state != State::Signature {
             kinds.push(Kind::Text(Source::Log));
             continue;
         }
