@@ -658,7 +658,7 @@ impl Anchors {
             .kind(ExtractKind::Prefix)
             .limit_class(24)
             .limit_repeat(4)
-            .limit_literal_len(24)
+            .limit_literal_len(10)
             .limit_total(MAX_ANCHORS_PER_PATTERN);
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut literals: Vec<Vec<u8>> = Vec::new();
