@@ -42,6 +42,7 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev5.jsonl",
             "fixtures/triage/dev6.jsonl",
             "fixtures/triage/dev7.jsonl",
+            "fixtures/triage/dev8.jsonl",
         ],
         "95",
         "100",
