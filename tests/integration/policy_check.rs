@@ -27,8 +27,8 @@ const BREAKS: [Break; 6] = [
     },
     Break {
         what: "bad regex in a pattern",
-        from: "'''kernel panic'''",
-        to: "'''kernel (panic'''",
+        from: "'''no bootable device'''",
+        to: "'''no (bootable device'''",
         says: "regex",
     },
     Break {
@@ -39,7 +39,7 @@ const BREAKS: [Break; 6] = [
     },
     Break {
         what: "rule that can never fire",
-        from: "when = \"hardware_recovery\"",
+        from: "when = \"function_broken\"",
         to: "when = \"server_down & !server_down\"",
         says: "never fire",
     },
