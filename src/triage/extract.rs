@@ -417,9 +417,17 @@ fn drop_shadowed(policy: &Policy, text: &str, hits: &mut Vec<Hit>) {
                     .is_none_or(|t| t.is_match(&text[h.start..h.end]))
                 && (!s.quoted
                     || in_quotes(text, h.start, h.end)
-                    || in_quotes(text, h.end - 1, h.end))
+                    || in_quotes(text, h.end - 1, h.end)
+                    || introduces_quote(text, h.end))
         })
     });
+}
+
+/// Whether a quotation follows right after `end` ("it prints 'Container is not running'"):
+/// the words before it introduce the quoted message.
+fn introduces_quote(text: &str, end: usize) -> bool {
+    let rest = text[end..].trim_start_matches([' ', ':']);
+    rest.starts_with(['\'', '"', '`'])
 }
 
 /// Whether `start..end` lies between quotation marks on its line ('…', "…" or `…`). A
