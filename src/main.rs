@@ -89,6 +89,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // A reader that stops early (`| head`) is not an error worth reporting.
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("firstline: {e:#}");
             ExitCode::from(EXIT_BAD_INPUT)
@@ -98,6 +105,13 @@ fn main() -> ExitCode {
 
 fn load_policy(arg: &PolicyArg) -> Result<Policy, ExitCode> {
     let result = match &arg.policy {
+        Some(path) if std::fs::metadata(path).is_err() || std::fs::read(path).is_err() => {
+            let why = std::fs::read(path)
+                .err()
+                .map_or(String::new(), |e| e.to_string());
+            eprintln!("firstline: cannot read policy {}: {why}", path.display());
+            return Err(ExitCode::from(EXIT_BAD_INPUT));
+        }
         Some(path) => Policy::from_file(path),
         None => Policy::from_toml(triage::policy::EMBEDDED_POLICY, EMBEDDED_POLICY_NAME),
     };
@@ -231,7 +245,7 @@ fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
             raw = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
         }
     }
-    if raw.iter().all(u8::is_ascii_whitespace) {
+    if String::from_utf8_lossy(&raw).trim().is_empty() {
         bail!("the message is empty");
     }
     Ok(raw)
@@ -246,14 +260,13 @@ fn classify_line(policy: &Policy, line: &str) -> Value {
         Err(e) => return json!({"id": null, "error": format!("invalid JSON: {e}")}),
     };
     let id = obj.get("id").cloned().unwrap_or(Value::Null);
-    let id_str = match &id {
-        Value::String(s) => s.clone(),
-        Value::Null => {
-            return json!({"id": null, "error": "missing \"id\""});
-        }
-        other => other.to_string(),
-    };
+    if id.is_null() {
+        return json!({"id": null, "error": "missing \"id\""});
+    }
     let text = match (obj.get("text"), obj.get("eml")) {
+        (Some(Value::String(t)), None) if t.trim().is_empty() => {
+            Err("\"text\" is empty".to_string())
+        }
         (Some(Value::String(t)), None) => Ok(t.clone()),
         (None, Some(Value::String(e))) => {
             input::email_text(e.as_bytes()).map_err(|e| format!("bad \"eml\": {e}"))
@@ -265,12 +278,20 @@ fn classify_line(policy: &Policy, line: &str) -> Value {
     };
     match text {
         Ok(text) => {
-            let (_, d) = triage::triage(policy, &text);
-            let mut v = d.to_json(Some(&id_str));
-            if let Value::Object(m) = &mut v {
-                m.insert("id".into(), id);
+            // A defect in the engine must not end the batch: that line gets an error object.
+            let decided = std::panic::catch_unwind(|| triage::triage(policy, &text).1);
+            match decided {
+                Ok(d) => {
+                    let mut v = d.to_json(Some(""));
+                    if let Value::Object(m) = &mut v {
+                        m.insert("id".into(), id);
+                    }
+                    v
+                }
+                Err(_) => {
+                    json!({"id": id, "error": "internal error while classifying this message"})
+                }
             }
-            v
         }
         Err(e) => json!({"id": id, "error": e}),
     }
@@ -287,12 +308,23 @@ fn classify_batch(policy: &Policy, file: Option<&Path>) -> Result<()> {
     let progress = io::stderr().is_terminal();
     let mut out = BufWriter::new(io::stdout().lock());
     let mut n = 0usize;
-    for line in reader.lines() {
-        let line = line.context("cannot read the input")?;
-        if line.trim().is_empty() {
-            continue;
+    let mut reader = reader;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .context("cannot read the input")?
+            == 0
+        {
+            break;
         }
-        let v = classify_line(policy, &line);
+        // A line that is not UTF-8 gets an error object; the batch goes on.
+        let v = match std::str::from_utf8(&buf) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => classify_line(policy, line),
+            Err(e) => json!({"id": null, "error": format!("the line is not UTF-8: {e}")}),
+        };
         serde_json::to_writer(&mut out, &v)?;
         out.write_all(b"\n")?;
         n += 1;

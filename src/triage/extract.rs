@@ -417,10 +417,15 @@ fn drop_shadowed(policy: &Policy, text: &str, hits: &mut Vec<Hit>) {
                     .is_none_or(|t| t.is_match(&text[h.start..h.end]))
                 && (!s.quoted
                     || in_quotes(text, h.start, h.end)
-                    || in_quotes(text, h.end - 1, h.end)
+                    || in_quotes(text, last_char_start(text, h.end), h.end)
                     || introduces_quote(text, h.end))
         })
     });
+}
+
+/// Where the character that ends at `end` begins.
+fn last_char_start(text: &str, end: usize) -> usize {
+    end - char_before(text, end).map_or(0, char::len_utf8)
 }
 
 /// Whether a quotation follows right after `end` ("it prints 'Container is not running'"):
@@ -504,7 +509,13 @@ impl Clauses {
 
 /// Is there a negation word within the window before `at`, in the same clause?
 fn negated_before(policy: &Policy, text: &str, clauses: &Clauses, at: usize) -> bool {
-    let from = clauses.start(at).min(at);
+    let mut from = clauses
+        .start(at)
+        .min(at)
+        .max(at.saturating_sub(CLAUSE_REACH));
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
     let neg = &policy.negation;
     text[from..at]
         .split(|c: char| !(is_word_char(c) || c == '\''))
@@ -521,9 +532,24 @@ fn in_past_clause(
     start: usize,
     end: usize,
 ) -> bool {
-    let from = clauses.start(start).min(start);
-    let to = clauses.end(end).max(end);
-    policy.time.past.is_match(&text[from..to])
+    // A clause without breaks can be the whole message: only its stretch near the match
+    // tells the tense, and bounding it keeps the cost linear in the message length.
+    let mut from = clauses
+        .start(start)
+        .min(start)
+        .max(start.saturating_sub(CLAUSE_REACH));
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    let mut to = clauses
+        .end(end)
+        .max(end)
+        .min(end + CLAUSE_REACH)
+        .min(text.len());
+    while !text.is_char_boundary(to) {
+        to -= 1;
+    }
+    policy.time.past.is_match(&text[from..to.max(from)])
 }
 
 /// What a hit says once negation and time are applied; `None` when it says nothing.
@@ -564,6 +590,9 @@ fn evidence_of(policy: &Policy, text: &str, h: &Hit, negated: bool) -> Evidence 
         negated,
     }
 }
+
+/// How far, in bytes, negation and tense are looked for around a match within its clause.
+const CLAUSE_REACH: usize = 160;
 
 /// Tries of one pattern in pasted logs (and in quoted text) before it is given up there.
 const MAX_WEAK_TRIES: usize = 12;

@@ -65,7 +65,8 @@ pub struct Fact {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Facts {
     pub slots: Vec<Option<Fact>>,
-    /// The normalized text the evidence offsets point into (empty for merged thread facts).
+    /// The normalized text the evidence offsets point into. Empty for merged thread facts:
+    /// their evidence keeps the offsets into the message each piece came from.
     pub text: String,
     /// Whether anything in the sender's own words (or the quoted fallback) was a fact.
     pub found_any: bool,
@@ -133,7 +134,8 @@ impl Facts {
             }
         }
         self.found_any |= later.found_any;
-        self.text = later.text.clone();
+        // Evidence now comes from several messages, each with offsets into its own text.
+        self.text.clear();
     }
 }
 

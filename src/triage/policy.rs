@@ -769,10 +769,15 @@ fn expand_depth(
     Ok((out, slots))
 }
 
+static UNICODE_CLASS: std::sync::LazyLock<Regex> =
+    std::sync::LazyLock::new(|| Regex::new(r"\\[pP](?:\{[^}]*\}|[A-Za-z])").expect("static regex"));
+
 fn has_uppercase_literal(pattern: &str) -> bool {
     // Escapes such as \S, \W, \D, \B are classes, not letters; everything else upper-case
     // would never match the case-folded text.
     let pattern = pattern.replace("(?P<", "(?<");
+    // Unicode class names (\p{Lu}, \P{Greek}) are not letters to match.
+    let pattern = UNICODE_CLASS.replace_all(&pattern, "");
     let mut prev_backslash = false;
     let mut in_name = false;
     for c in pattern.chars() {
@@ -801,7 +806,7 @@ fn compile_line_set(rep: &mut Reporter, what: &str, list: &[Spanned<String>]) ->
     if !ok {
         return None;
     }
-    match RegexSet::new(list.iter().map(|p| p.get_ref().as_str())) {
+    match RegexSet::new(list.iter().map(|p| super::text::fold_pattern(p.get_ref()))) {
         Ok(set) => Some(set),
         Err(e) => {
             rep.at(0, format!("[text] {what}: {e}"));
@@ -1009,6 +1014,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                             continue;
                         }
                     };
+                let expanded = super::text::fold_pattern(&expanded);
                 match Regex::new(&expanded) {
                     Ok(regex) => {
                         if regex.is_match("") {
@@ -1142,7 +1148,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             kinds.push(kind);
             // The non-log rules are written for a trimmed line; the combined set sees the
             // line with its indentation, which only log rules care about.
-            let src = p.get_ref();
+            let src = &super::text::fold_pattern(p.get_ref());
             sources.push(match (kind, src.strip_prefix('^')) {
                 (LineKind::Log, _) => src.clone(),
                 (_, Some(rest)) => format!(r"^\s*(?:{rest})"),
@@ -1317,8 +1323,12 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
 
     let breaks = match aho_corasick::AhoCorasick::builder()
         .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-        .build(&raw.negation.clause_breaks)
-    {
+        .build(
+            raw.negation
+                .clause_breaks
+                .iter()
+                .map(|b| super::text::fold_pattern(b)),
+        ) {
         Ok(b) => Some(b),
         Err(e) => {
             rep.at(0, format!("[negation] clause_breaks: {e}"));
@@ -1327,7 +1337,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     };
 
     // Time rules.
-    let past = match Regex::new(raw.time.past.get_ref()) {
+    let past = match Regex::new(&super::text::fold_pattern(raw.time.past.get_ref())) {
         Ok(r) => Some(r),
         Err(e) => {
             rep.spanned(&raw.time.past, format!("bad regex in [time] past: {e}"));
@@ -1403,7 +1413,12 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         anchors: anchors?,
         text,
         negation: NegationRules {
-            words: raw.negation.words.into_iter().collect(),
+            words: raw
+                .negation
+                .words
+                .iter()
+                .map(|w| super::text::fold_pattern(w))
+                .collect(),
             suffixes: raw.negation.suffixes,
             window: raw.negation.window,
             breaks: breaks?,

@@ -260,3 +260,48 @@ fn check_config_accepts_the_embedded_policy() {
     assert!(stdout(&o).contains("ok"), "{}", stdout(&o));
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }
+
+// A batch line that is not UTF-8 gets an error object and the batch goes on.
+#[test]
+fn jsonl_line_that_is_not_utf8_gets_an_error_and_the_batch_goes_on() {
+    use std::io::Write;
+    let mut child = crate::bin()
+        .args(["classify", "--jsonl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start firstline");
+    let mut input = b"{\"id\":\"a\",\"text\":\"node hn07 is down\"}\n".to_vec();
+    input.extend_from_slice(b"\xff\xfe not utf-8\n");
+    input.extend_from_slice(b"{\"id\":\"c\",\"text\":\"all CTs offline on hn07\"}\n");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&input)
+        .expect("write");
+    let out = child.wait_with_output().expect("finish");
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["id"], "a");
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("UTF-8")),
+        "{lines:?}"
+    );
+    assert_eq!(lines[2]["id"], "c");
+    assert_eq!(lines[2]["severity"], 1);
+}
+
+// A policy file that cannot be read is bad input (exit 2), named in the message.
+#[test]
+fn unreadable_policy_file_is_bad_input() {
+    let out = crate::run(&["check-config", "--policy", "/nonexistent/policy.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::stderr(&out).contains("/nonexistent/policy.toml"));
+}

@@ -446,3 +446,55 @@ fn labels_carry_the_severity_and_every_question() {
         "no message asked a question: the label check checked nothing"
     );
 }
+
+// Regressions found in review: input that once crashed or misread the engine.
+
+// A match that ends in a multi-byte character, in a message that calls something expected,
+// used to slice inside that character and panic.
+#[test]
+fn match_ending_in_a_multibyte_character_does_not_panic() {
+    let d = decide("That's expected. We cannot reach the server 1é");
+    assert_eq!(d.severity, 1, "{}", show(&d));
+}
+
+// HTML tags in any case, and list items, separate words: "down<BR>Please" is two words.
+#[test]
+fn html_tags_in_any_case_separate_words() {
+    let d = decide("<p>Our production server hn07 is down<BR>Please call</p>");
+    assert_eq!(flag(&d, "server_down"), Some(true), "{}", show(&d));
+    let d = decide("<ul><li>node hn07 is down</li><li>call us</li></ul>");
+    assert_eq!(flag(&d, "server_down"), Some(true), "{}", show(&d));
+}
+
+// A backtick typed for an apostrophe reads the same whether or not the line has other
+// non-ASCII characters.
+#[test]
+fn backtick_apostrophe_reads_the_same_in_ascii_and_unicode_lines() {
+    let plain = decide("our production server doesn`t boot");
+    let with_emoji = decide("our production server doesn`t boot 🚀");
+    assert_eq!(plain.severity, 1, "{}", show(&plain));
+    assert_eq!(with_emoji.severity, 1, "{}", show(&with_emoji));
+}
+
+// Policy text with characters that folding changes (an em dash, ß) still matches: the
+// signature under "—" is not read as the sender's words ("test lab" there changes nothing).
+#[test]
+fn em_dash_signature_separator_is_recognized() {
+    let d = decide("node hn07 is down\n—\nJohn Doe\nTest lab manager");
+    assert_eq!(d.severity, 1, "{}", show(&d));
+}
+
+// Thread facts merged from several messages keep no single text: their evidence offsets
+// belong to the messages they came from.
+#[test]
+fn merged_facts_keep_no_single_text() {
+    let mut facts = extract(
+        &POLICY,
+        "node hn07 is down since 06:00, all containers offline",
+    );
+    facts.merge(&extract(&POLICY, "no workaround"));
+    assert!(facts.text.is_empty());
+    let d = classify(&POLICY, &facts);
+    assert_eq!(d.severity, 1, "{}", show(&d));
+    assert_eq!(flag(&d, "workaround"), Some(false), "{}", show(&d));
+}

@@ -129,6 +129,7 @@ pub fn parse_email(raw: &[u8]) -> Result<ParsedEmail, ParseError> {
         let is_log = content_type == "text/plain"
             && name
                 .as_deref()
+                .map(str::to_ascii_lowercase)
                 .is_some_and(|n| n.ends_with(".log") || n.ends_with(".txt") || n.contains("log"));
         if is_log && size <= MAX_LOG_ATTACHMENT {
             log_attachments.push(String::from_utf8_lossy(part.contents()).into_owned());
