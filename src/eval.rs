@@ -129,7 +129,16 @@ pub fn run(policy: &Policy, split: &str, cases: &[Case]) -> Vec<Outcome> {
                 error: None,
             };
             match text {
-                Err(e) => out.error = Some(e),
+                Err(e) => {
+                    // A case that cannot be read gets none of its labelled facts right.
+                    if let Some(attrs) = &case.expected.attributes {
+                        for (name, want) in attrs {
+                            out.attribute_misses
+                                .push((name.clone(), want.clone(), Value::Null));
+                        }
+                    }
+                    out.error = Some(e);
+                }
                 Ok(text) => {
                     let (_, d) = triage::triage(policy, &text);
                     out.got = d.severity;
@@ -216,8 +225,12 @@ pub fn render(levels: &[u8], outcomes: &[Outcome], attribute_checks: usize) -> S
     let mut out = String::new();
     let all: Vec<&Outcome> = outcomes.iter().collect();
     let mut groups: Vec<(String, Vec<&Outcome>)> = Vec::new();
-    let mut splits: Vec<&str> = outcomes.iter().map(|o| o.split.as_str()).collect();
-    splits.dedup();
+    let mut splits: Vec<&str> = Vec::new();
+    for o in outcomes {
+        if !splits.contains(&o.split.as_str()) {
+            splits.push(&o.split);
+        }
+    }
     for split in &splits {
         groups.push((
             format!("split {split}"),

@@ -437,10 +437,7 @@ pub struct TextRules {
     pub quote_headers: RegexSet,
     pub forward_headers: RegexSet,
     pub header_fields: RegexSet,
-    pub signature_starts: RegexSet,
-    pub template_lines: RegexSet,
-    pub log_lines: RegexSet,
-    /// All of the above in one set, matched once per line (indentation allowed before the
+    /// All of [text] in one set, matched once per line (indentation allowed before the
     /// non-log rules), with the kind each pattern belongs to.
     pub all: RegexSet,
     pub kinds: Vec<LineKind>,
@@ -491,7 +488,6 @@ pub struct NegationRules {
     pub words: HashSet<String>,
     pub suffixes: Vec<String>,
     pub window: usize,
-    pub clause_breaks: Vec<String>,
     /// The clause breaks as one automaton, so a message's breaks are found in one pass.
     pub breaks: aho_corasick::AhoCorasick,
 }
@@ -1145,10 +1141,20 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     let mut sources = Vec::new();
     for (kind, list) in lists {
         for p in list {
-            kinds.push(kind);
             // The non-log rules are written for a trimmed line; the combined set sees the
             // line with its indentation, which only log rules care about.
             let src = &super::text::fold_pattern(p.get_ref());
+            if let Err(e) = Regex::new(src) {
+                // Quote, forward and header rules are also compiled (and reported) on their own.
+                if matches!(
+                    kind,
+                    LineKind::Signature | LineKind::Template | LineKind::Log
+                ) {
+                    rep.spanned(p, format!("bad regex in [text]: {e}"));
+                }
+                continue;
+            }
+            kinds.push(kind);
             sources.push(match (kind, src.strip_prefix('^')) {
                 (LineKind::Log, _) => src.clone(),
                 (_, Some(rest)) => format!(r"^\s*(?:{rest})"),
@@ -1161,9 +1167,6 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         quote_headers: compile_line_set(rep, "quote_headers", &raw.text.quote_headers)?,
         forward_headers: compile_line_set(rep, "forward_headers", &raw.text.forward_headers)?,
         header_fields: compile_line_set(rep, "header_fields", &raw.text.header_fields)?,
-        signature_starts: compile_line_set(rep, "signature_starts", &raw.text.signature_starts)?,
-        template_lines: compile_line_set(rep, "template_lines", &raw.text.template_lines)?,
-        log_lines: compile_line_set(rep, "log_lines", &raw.text.log_lines)?,
         all: all.ok()?,
         kinds,
     };
@@ -1422,7 +1425,6 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             suffixes: raw.negation.suffixes,
             window: raw.negation.window,
             breaks: breaks?,
-            clause_breaks: raw.negation.clause_breaks,
         },
         time: TimeRules {
             past: past?,

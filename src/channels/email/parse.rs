@@ -47,6 +47,11 @@ impl ParsedEmail {
             out.push_str("\n\n");
         }
         out.push_str(&self.body);
+        // A body that leaves a code fence open would make the attachment's opening fence
+        // close it, turning the log into the sender's words: close it first.
+        if self.body.matches("```").count() % 2 == 1 {
+            out.push_str("\n```\n");
+        }
         for log in &self.log_attachments {
             out.push_str("\n\n```\n");
             out.push_str(log);
