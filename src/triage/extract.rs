@@ -702,6 +702,17 @@ fn resolve(
             source: best_source,
         });
     }
+    // A current-state failure told in the present tense is going on now.
+    let present = policy.time.present_means;
+    if facts.slots[present].is_none()
+        && let Some(h) = list_present_failure(policy, hits, sources, recovered)
+    {
+        facts.slots[present] = Some(Fact {
+            value: FactValue::Flag(true),
+            evidence: vec![evidence_of(policy, &norm.text, h, false)],
+            source: h.source,
+        });
+    }
     // The policy reads an outage that is already over as having a workaround.
     let restored = policy.time.restored_means;
     if recovered && facts.slots[restored].is_none() {
@@ -780,6 +791,21 @@ fn to_e164(region: Option<phonenumber::country::Id>, written: &str) -> Option<St
         cache.insert(key, result.clone());
     }
     result
+}
+
+/// A hit that reports a current-state failure in the present tense, if any.
+fn list_present_failure<'h>(
+    policy: &Policy,
+    hits: &'h [Hit],
+    sources: &[Source],
+    recovered: bool,
+) -> Option<&'h Hit> {
+    hits.iter().find(|h| {
+        policy.time.current_state[h.attribute]
+            && !h.past
+            && sources.contains(&h.source)
+            && effective(policy, h, recovered) == Some(FactValue::Flag(true))
+    })
 }
 
 /// The contact phone: the first number in the sender's own words or signature that the

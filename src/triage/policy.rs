@@ -103,6 +103,9 @@ struct RawTime {
     current_state: Vec<Spanned<String>>,
     /// The attribute set `true` when a past failure is over (the policy reads it as a workaround).
     restored_means: Spanned<String>,
+    /// The flag set `true` when a current-state failure is reported in the present tense
+    /// (the failure is going on now).
+    present_means: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -498,6 +501,7 @@ pub struct TimeRules {
     pub recovered_by: usize,
     pub current_state: Vec<bool>,
     pub restored_means: usize,
+    pub present_means: usize,
 }
 
 /// When `when` holds and the flag `set` is unknown, it takes `value`; the evidence is that
@@ -1361,6 +1365,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     };
     let recovered_by = flag_attr(rep, &raw.time.recovered_by, "recovered_by");
     let restored_means = flag_attr(rep, &raw.time.restored_means, "restored_means");
+    let present_means = flag_attr(rep, &raw.time.present_means, "present_means");
     let mut current_state = vec![false; attributes.len()];
     for s in &raw.time.current_state {
         if let Some(i) = flag_attr(rep, s, "current_state") {
@@ -1431,6 +1436,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             recovered_by: recovered_by?,
             current_state,
             restored_means: restored_means?,
+            present_means: present_means?,
         },
         rules,
         default_rule,
