@@ -54,6 +54,9 @@ static BLOCK_TAG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)<br\s*/?>|</?(?:p|div|li|tr|table|ul|ol|h[1-6]|blockquote|pre)(?:\s[^<>]*)?>")
         .expect("static regex")
 });
+static REPLY_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:re|aw|sv|antw|odp|fw|fwd|wg|tr)\s*(?:\[\d+\])?\s*:").expect("static regex")
+});
 static MD_IMAGE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"!\[[^\]]*\]\([^)]*\)").expect("static regex"));
 static MD_LINK: LazyLock<Regex> =
@@ -286,9 +289,21 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             kinds.push(Kind::Blank);
             continue;
         }
-        if i == 0 && trimmed.starts_with("subject:") {
-            kinds.push(Kind::Text(Source::Own));
-            continue;
+        if i == 0 {
+            // A reply's or forward's subject repeats the thread's old one ("Re: hn-07
+            // down!!!"): it is quoted text, not the sender's new words.
+            let subject = trimmed
+                .strip_prefix("subject:")
+                .map_or(trimmed, str::trim_start);
+            let repeated = REPLY_PREFIX.is_match(subject);
+            if repeated || trimmed.starts_with("subject:") {
+                kinds.push(Kind::Text(if repeated {
+                    Source::Quoted
+                } else {
+                    Source::Own
+                }));
+                continue;
+            }
         }
         if is.forward {
             state = State::ForwardHeader;

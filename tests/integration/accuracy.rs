@@ -43,6 +43,8 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev6.jsonl",
             "fixtures/triage/dev7.jsonl",
             "fixtures/triage/dev8.jsonl",
+            "fixtures/triage/dev9.jsonl",
+            "fixtures/triage/dev10.jsonl",
         ],
         "95",
         "100",
