@@ -498,3 +498,17 @@ fn merged_facts_keep_no_single_text() {
     assert_eq!(d.severity, 1, "{}", show(&d));
     assert_eq!(flag(&d, "workaround"), Some(false), "{}", show(&d));
 }
+
+// A container stopped on purpose is not unavailable: the sender's own words overrule the
+// monitoring alert quoted below them, and what is left is a cosmetic report.
+#[test]
+fn container_stopped_on_purpose_overrules_a_quoted_alert() {
+    let d = decide(
+        "Please ignore the alert below, CT 77 was stopped on purpose by our admin for a \
+         migration.\nThe Power Panel language menu shows the wrong flag for Czech.\n\n\
+         From: Monitoring <monitor@example.com>\nSent: Monday 07:02\nSubject: CRITICAL\n\n\
+         CRITICAL: CT 77 is not running. Attempted restart: failed.",
+    );
+    assert_eq!(flag(&d, "ve_unavailable"), Some(false), "{}", show(&d));
+    assert_eq!(d.severity, 4, "{}", show(&d));
+}
