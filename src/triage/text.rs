@@ -266,9 +266,13 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
         Quoted,
         ForwardHeader,
         Signature,
+        /// The message's own header block pasted on top (`From:`, `Sent:`, `Subject:`):
+        /// structure, and the text after it is the sender's.
+        LeadHeader,
     }
     let mut kinds = Vec::with_capacity(folded.len());
     let mut state = State::Own;
+    let mut seen_text = false;
     let mut in_fence = false;
     for (i, line) in folded.iter().enumerate() {
         let trimmed = line.trim();
@@ -283,8 +287,10 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             continue;
         }
         if trimmed.is_empty() {
-            if state == State::ForwardHeader {
-                state = State::Quoted;
+            match state {
+                State::ForwardHeader => state = State::Quoted,
+                State::LeadHeader => state = State::Own,
+                _ => {}
             }
             kinds.push(Kind::Blank);
             continue;
@@ -311,17 +317,25 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             continue;
         }
         if is.quote || outlook_header_block(folded, i, rules) {
-            state = State::ForwardHeader;
+            state = if seen_text || is.quote {
+                State::ForwardHeader
+            } else {
+                State::LeadHeader
+            };
             kinds.push(Kind::Structure);
             continue;
         }
-        if state == State::ForwardHeader {
+        if matches!(state, State::ForwardHeader | State::LeadHeader) {
             if is.header {
                 kinds.push(Kind::Structure);
                 continue;
             }
-            state = State::Quoted;
+            state = match state {
+                State::LeadHeader => State::Own,
+                _ => State::Quoted,
+            };
         }
+        seen_text = true;
         if raw[i].trim_start().starts_with('>') {
             kinds.push(Kind::Text(Source::Quoted));
             continue;
@@ -338,7 +352,7 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             continue;
         }
         kinds.push(match state {
-            State::Own => Kind::Text(Source::Own),
+            State::Own | State::LeadHeader => Kind::Text(Source::Own),
             State::Signature => Kind::Text(Source::Signature),
             State::Quoted | State::ForwardHeader => Kind::Text(Source::Quoted),
         });

@@ -512,3 +512,19 @@ fn container_stopped_on_purpose_overrules_a_quoted_alert() {
     assert_eq!(flag(&d, "ve_unavailable"), Some(false), "{}", show(&d));
     assert_eq!(d.severity, 4, "{}", show(&d));
 }
+
+// A pasted email that starts with its own Outlook header block: the text under that block is
+// the sender's, and only the "Original Message" further down is quoted history.
+#[test]
+fn leading_header_block_is_the_senders_own_message() {
+    let d = decide(
+        "From: Carlos <carlos@example.pt>\nSent: Monday 10:03\nTo: support@example.com\n\
+         Subject: RE: outage on vz-node-3\n\n\
+         It is not fixed. Right now every VPS on vz-node-3 is unreachable for our clients.\n\n\
+         -----Original Message-----\nFrom: Support <support@example.com>\nSent: Sunday 22:40\n\
+         Subject: outage on vz-node-3\n\n\
+         The node was restarted and all VPS are back online, a restart is the workaround.",
+    );
+    assert_eq!(d.severity, 1, "{}", show(&d));
+    assert_ne!(flag(&d, "workaround"), Some(true), "{}", show(&d));
+}
