@@ -283,7 +283,12 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             continue;
         }
         if in_fence {
-            kinds.push(Kind::Text(Source::Log));
+            // A log pasted inside quoted history belongs to that history.
+            kinds.push(Kind::Text(if state == State::Quoted {
+                Source::Quoted
+            } else {
+                Source::Log
+            }));
             continue;
         }
         if trimmed.is_empty() {
@@ -347,7 +352,7 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
         if state == State::Own && is.signature && signature_is_short(folded, i, rules) {
             state = State::Signature;
         }
-        if is.log && state != State::Signature {
+        if is.log && matches!(state, State::Own | State::LeadHeader) {
             kinds.push(Kind::Text(Source::Log));
             continue;
         }

@@ -528,3 +528,19 @@ fn leading_header_block_is_the_senders_own_message() {
     assert_eq!(d.severity, 1, "{}", show(&d));
     assert_ne!(flag(&d, "workaround"), Some(true), "{}", show(&d));
 }
+
+// A log inside a forwarded message is part of that message, not the forwarder's own words:
+// the forward comment ("this is production") holds no failure, so the forwarded report is read.
+#[test]
+fn log_inside_a_forward_does_not_hide_the_forwarded_report() {
+    let d = decide(
+        "Please see below - this is our production cluster.\n\nIngrid\n\n\
+         ---------- Forwarded message ---------\nFrom: Mads <m@example.dk>\n\
+         Subject: vzmigrate fails for every container\n\n\
+         Migration between nodes is broken. Every container I try fails the same way:\n\n\
+         # vzmigrate node-b 2101\n\
+         Error: Failed to copy CT private area: rsync exited with code 12\n",
+    );
+    assert_eq!(flag(&d, "function_broken"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 2, "{}", show(&d));
+}
