@@ -274,6 +274,8 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
     let mut state = State::Own;
     let mut seen_text = false;
     let mut in_fence = false;
+    // After a shell prompt line, the lines up to the next blank one are the command's output.
+    let mut console = false;
     for (i, line) in folded.iter().enumerate() {
         let trimmed = line.trim();
         let is = rules.classify(line);
@@ -292,6 +294,7 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             continue;
         }
         if trimmed.is_empty() {
+            console = false;
             match state {
                 State::ForwardHeader => state = State::Quoted,
                 State::LeadHeader => state = State::Own,
@@ -352,9 +355,14 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
         if state == State::Own && is.signature && signature_is_short(folded, i, rules) {
             state = State::Signature;
         }
-        if is.log && matches!(state, State::Own | State::LeadHeader) {
-            kinds.push(Kind::Text(Source::Log));
-            continue;
+        if matches!(state, State::Own | State::LeadHeader) {
+            if is.log && shell_prompt(raw[i]) {
+                console = true;
+            }
+            if is.log || console {
+                kinds.push(Kind::Text(Source::Log));
+                continue;
+            }
         }
         kinds.push(match state {
             State::Own | State::LeadHeader => Kind::Text(Source::Own),
@@ -363,6 +371,31 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
         });
     }
     kinds
+}
+
+/// A pasted shell command: `# cmd`, `$ cmd`, `[root@node ~]# cmd` or `root@node:~# cmd`, the
+/// command in lower case (a markdown heading such as `# Problem` is not a prompt).
+fn shell_prompt(raw: &str) -> bool {
+    let line = raw.trim_start();
+    let after = if let Some(rest) = line.strip_prefix("# ").or_else(|| line.strip_prefix("$ ")) {
+        rest
+    } else {
+        let Some(at) = line.find(['#', '$']) else {
+            return false;
+        };
+        let head = &line[..at];
+        // `[root@node ~]` may hold spaces; a bare `user@host:~` may not.
+        let bracketed = head.starts_with('[') && head.ends_with(']');
+        let user_host = head.contains('@') && !head.contains(' ');
+        if !(bracketed || user_host) {
+            return false;
+        }
+        line[at + 1..].trim_start()
+    };
+    after
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '/' || c == '.')
 }
 
 /// Outlook quotes with a header block (`From: …` then `Sent:`/`Date:` lines) and no `>`.
@@ -412,6 +445,17 @@ mod tests {
         assert_eq!(fold("The  Server DOESN’T\tboot"), "the server doesn't boot");
         assert_eq!(fold("ＶＰＳ Straße"), "vps strasse");
         assert_eq!(fold("ascii ONLY  "), "ascii only");
+    }
+
+    #[test]
+    fn tells_shell_prompts_from_headings() {
+        assert!(shell_prompt("# vzctl start 412"));
+        assert!(shell_prompt("$ prlctl list -a"));
+        assert!(shell_prompt("[root@hn07 ~]# vzctl start 101"));
+        assert!(shell_prompt("root@hn07:~# ploop check /vz/private/101"));
+        assert!(!shell_prompt("# Problem description"));
+        assert!(!shell_prompt("Issue #12 is back"));
+        assert!(!shell_prompt("costs $ 20"));
     }
 
     #[test]

@@ -544,3 +544,18 @@ fn log_inside_a_forward_does_not_hide_the_forwarded_report() {
     assert_eq!(flag(&d, "function_broken"), Some(true), "{}", show(&d));
     assert_eq!(d.severity, 2, "{}", show(&d));
 }
+
+// The output under a pasted shell command is a log up to the next blank line: a "can't" in
+// one output line does not negate "Container start failed" on the next, and the sender's own
+// "doesn't start" stands.
+#[test]
+fn console_output_does_not_negate_the_senders_report() {
+    let d = decide(
+        "since this morning container 412 doesn't start. Output:\n\n# vzctl start 412\n\
+         Starting Container ...\nMounting root: /vz/root/412\n\
+         Error in ploop_mount_image (ploop.c:1812): Can't mount image\n\
+         Container start failed\n\nCould you please take a look?",
+    );
+    assert_eq!(flag(&d, "ve_unavailable"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 2, "{}", show(&d));
+}
