@@ -416,6 +416,7 @@ fn drop_shadowed(policy: &Policy, text: &str, hits: &mut Vec<Hit>) {
                     .as_ref()
                     .is_none_or(|t| t.is_match(&text[h.start..h.end]))
                 && (!s.quoted
+                    || s.logs && h.source == Source::Log
                     || in_quotes(text, h.start, h.end)
                     || in_quotes(text, last_char_start(text, h.end), h.end)
                     || introduces_quote(text, h.end))

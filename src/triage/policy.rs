@@ -160,6 +160,9 @@ struct RawShadow {
     /// Only matches inside quotation marks (a quoted error message) are dropped.
     #[serde(default)]
     quoted: bool,
+    /// With `quoted`: matches in a pasted log (command output) are dropped too.
+    #[serde(default)]
+    logs: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,6 +370,7 @@ pub struct Shadow {
     pub attributes: Vec<usize>,
     pub text: Option<Regex>,
     pub quoted: bool,
+    pub logs: bool,
 }
 
 /// A condition with its names resolved against the policy.
@@ -1119,6 +1123,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             attributes: targets,
             text,
             quoted: sh.quoted,
+            logs: sh.logs,
         });
     }
 

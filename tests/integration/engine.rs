@@ -559,3 +559,50 @@ fn console_output_does_not_negate_the_senders_report() {
     assert_eq!(flag(&d, "ve_unavailable"), Some(true), "{}", show(&d));
     assert_eq!(d.severity, 2, "{}", show(&d));
 }
+
+// A question about the environment is not a statement of it: in a pasted chat, "it's a lab
+// box?" asks, and the answer "no, that's prod" decides.
+#[test]
+fn a_question_about_a_lab_does_not_make_it_one() {
+    let d = decide(
+        "[09:14] Anna: hn9 is down, none of the sites on it answer\n\
+         [09:14] Tom: it's a lab box?\n\
+         [09:15] Anna: no, that's prod, ~200 customer sites on it",
+    );
+    assert_eq!(value(&d, "environment"), Some("production"), "{}", show(&d));
+    assert_eq!(d.severity, 1, "{}", show(&d));
+}
+
+// A monitoring alert the sender calls a false alarm is not an outage.
+#[test]
+fn false_alarm_is_not_a_down_server() {
+    let d = decide(
+        "Nagios says hn-19 DOWN - false alarm. The node and all its containers are up and \
+         serving customers; only the Nagios check against the node fails since the firewall \
+         change.",
+    );
+    assert_ne!(flag(&d, "server_down"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 3, "{}", show(&d));
+}
+
+// A Power Panel login that loops back to the login page for everyone is the component down.
+#[test]
+fn login_loop_for_everyone_is_the_component_down() {
+    let d = decide("Power Panel login loops back to the login page for all end users on pp-02");
+    assert_eq!(flag(&d, "component_down"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 2, "{}", show(&d));
+}
+
+// When the sender calls the behaviour expected, the pasted command output that shows it
+// reports no failure either.
+#[test]
+fn expected_output_in_a_pasted_console_is_no_failure() {
+    let d = decide(
+        "when I run vzctl stop on a stopped container it prints \"Container is not running\" \
+         and exits with code 31 - that's expected of course:\n\n# vzctl stop 101\n\
+         Container is not running\n\nHowever the man page does not list exit code 31. \
+         Could you add it to the documentation?",
+    );
+    assert_ne!(flag(&d, "ve_unavailable"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 4, "{}", show(&d));
+}
