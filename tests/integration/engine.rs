@@ -606,3 +606,15 @@ fn expected_output_in_a_pasted_console_is_no_failure() {
     assert_ne!(flag(&d, "ve_unavailable"), Some(true), "{}", show(&d));
     assert_eq!(d.severity, 4, "{}", show(&d));
 }
+
+// A management component described by its page ("the self-service page (Power Panel, …)")
+// that shows only a white screen for everyone is down.
+#[test]
+fn white_screen_for_everyone_is_the_component_down() {
+    let d = decide(
+        "the self-service page (Power Panel, port 4643) is just a white screen with a spinner, \
+         for everyone, since this morning. The VPS themselves are up and serving fine.",
+    );
+    assert_eq!(flag(&d, "component_down"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 2, "{}", show(&d));
+}
