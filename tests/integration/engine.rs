@@ -618,3 +618,11 @@ fn white_screen_for_everyone_is_the_component_down() {
     assert_eq!(flag(&d, "component_down"), Some(true), "{}", show(&d));
     assert_eq!(d.severity, 2, "{}", show(&d));
 }
+
+// "for one customer" limits the scope: a component failing for one customer is level 3.
+#[test]
+fn component_failing_for_one_customer_is_3() {
+    let d = decide("Power Panel shows a blank page for one customer");
+    assert_eq!(value(&d, "scope"), Some("some"), "{}", show(&d));
+    assert_eq!(d.severity, 3, "{}", show(&d));
+}
