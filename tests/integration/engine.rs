@@ -626,3 +626,16 @@ fn component_failing_for_one_customer_is_3() {
     assert_eq!(value(&d, "scope"), Some("some"), "{}", show(&d));
     assert_eq!(d.severity, 3, "{}", show(&d));
 }
+
+// The documented example of a past outage, word for word: "fine now" needs no subject.
+#[test]
+fn documented_past_outage_example_is_3() {
+    for text in [
+        "it was down yesterday, fine now",
+        "the server was down yesterday, fine now",
+    ] {
+        let d = decide(text);
+        assert_eq!(d.severity, 3, "{text}: {}", show(&d));
+        assert_ne!(flag(&d, "server_down"), Some(true), "{text}: {}", show(&d));
+    }
+}
