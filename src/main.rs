@@ -105,14 +105,15 @@ fn main() -> ExitCode {
 
 fn load_policy(arg: &PolicyArg) -> Result<Policy, ExitCode> {
     let result = match &arg.policy {
-        Some(path) if std::fs::metadata(path).is_err() || std::fs::read(path).is_err() => {
-            let why = std::fs::read(path)
-                .err()
-                .map_or(String::new(), |e| e.to_string());
-            eprintln!("firstline: cannot read policy {}: {why}", path.display());
-            return Err(ExitCode::from(EXIT_BAD_INPUT));
-        }
-        Some(path) => Policy::from_file(path),
+        // A policy that cannot be read (missing, a directory, not UTF-8) is bad input; one
+        // that reads but does not check out is a failed check.
+        Some(path) => match std::fs::read_to_string(path) {
+            Err(e) => {
+                eprintln!("firstline: cannot read policy {}: {e}", path.display());
+                return Err(ExitCode::from(EXIT_BAD_INPUT));
+            }
+            Ok(src) => Policy::from_toml(&src, &path.display().to_string()),
+        },
         None => Policy::from_toml(triage::policy::EMBEDDED_POLICY, EMBEDDED_POLICY_NAME),
     };
     result.map_err(|errors| {
@@ -197,6 +198,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .file_stem()
                     .map_or("cases".into(), |s| s.to_string_lossy().into_owned());
                 outcomes.extend(eval::run(&policy, &split, &cases));
+            }
+            if outcomes.is_empty() {
+                // No case, no score: an empty file must not pass every bar.
+                anyhow::bail!("no labelled cases in the given files");
             }
             let levels: Vec<u8> = policy.level_names.keys().copied().collect();
             let all: Vec<&eval::Outcome> = outcomes.iter().collect();

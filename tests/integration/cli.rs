@@ -305,3 +305,12 @@ fn unreadable_policy_file_is_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(crate::stderr(&out).contains("/nonexistent/policy.toml"));
 }
+
+// An eval over no labelled case has no score: it must not pass a bar, and says why.
+#[test]
+fn eval_of_an_empty_file_is_bad_input_not_a_pass() {
+    let f = write_temp("");
+    let o = run(&["eval", f.path().to_str().unwrap(), "--min-accuracy", "99"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no labelled cases"), "{}", stderr(&o));
+}
