@@ -173,13 +173,7 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
 fn confidence(policy: &Policy, rule: &Rule, facts: &Facts, notes: usize) -> f64 {
     let c = &policy.confidence;
     let deciding = super::check::attributes_of(policy, &rule.when);
-    let weakest = deciding
-        .iter()
-        .filter_map(|&i| facts.get(i))
-        .map(|f| f.source)
-        .max()
-        .unwrap_or(Source::Own);
-    let factor = match weakest {
+    let factor = match facts.weakest_source(&deciding) {
         Source::Own | Source::Signature => c.own_words,
         Source::Log => c.log_only,
         Source::Quoted => c.quoted_only,

@@ -19,8 +19,9 @@ struct Hit {
     source: Source,
     negated: bool,
     past: bool,
-    /// For phone hits: the number as written.
-    number: Option<(usize, usize)>,
+    /// For phone hits: the number as written (the whole match when the pattern has no
+    /// `num` group).
+    number: (usize, usize),
 }
 
 fn is_word_char(c: char) -> bool {
@@ -178,19 +179,31 @@ fn found_from(p: &Pattern, caps: &regex::Captures, offset: usize) -> Option<Foun
     })
 }
 
+/// The first match of `re` (one of the pattern's compiled forms) in `hay` at or after `at`,
+/// its offsets moved by `offset`; groups are read only when the pattern has any.
+fn first_match(
+    p: &Pattern,
+    re: &regex::Regex,
+    hay: &str,
+    at: usize,
+    offset: usize,
+) -> Option<Found> {
+    if p.has_groups {
+        return found_from(p, &re.captures_at(hay, at)?, offset);
+    }
+    let m = re.find_at(hay, at)?;
+    Some(Found {
+        start: m.start() + offset,
+        end: m.end() + offset,
+        negated: false,
+        skip: false,
+        number: None,
+    })
+}
+
 /// The pattern's preferred match at or after `at`.
 fn search(p: &Pattern, text: &str, at: usize) -> Option<Found> {
-    if !p.has_groups {
-        let m = p.regex.find_at(text, at)?;
-        return Some(Found {
-            start: m.start(),
-            end: m.end(),
-            negated: false,
-            skip: false,
-            number: None,
-        });
-    }
-    found_from(p, &p.regex.captures_at(text, at)?, 0)
+    first_match(p, &p.regex, text, at, 0)
 }
 
 /// Whether the pattern can match exactly `text[start..end]`.
@@ -239,24 +252,8 @@ fn occurrence_at(p: &Pattern, text: &str, start: usize) -> Option<Found> {
     }
     // No match is longer than this: bounding the stretch keeps each attempt short, whatever
     // the regex engine's strategy.
-    let mut limit = (start + MAX_MATCH_LEN).min(text.len());
-    while !text.is_char_boundary(limit) {
-        limit -= 1;
-    }
-    let rest = &text[start..limit];
-    let found = if p.has_groups {
-        found_from(p, &p.anchored.captures(rest)?, start)?
-    } else {
-        let m = p.anchored.find(rest)?;
-        Found {
-            start: start + m.start(),
-            end: start + m.end(),
-            negated: false,
-            skip: false,
-            number: None,
-        }
-    };
-    settle(p, text, found)
+    let rest = &text[start..text.floor_char_boundary(start + MAX_MATCH_LEN)];
+    settle(p, text, first_match(p, &p.anchored, rest, 0, start)?)
 }
 
 /// The next occurrence at or after `at` that stands at word edges (for patterns without
@@ -384,7 +381,7 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
             source,
             negated,
             past,
-            number: found.number.or(Some((start, end))),
+            number: found.number.unwrap_or((start, end)),
         });
     }
     hits.sort_by_key(|h| (h.start, h.end));
@@ -506,17 +503,21 @@ impl Clauses {
         let i = self.starts.partition_point(|&s| s < at);
         self.starts.get(i).copied().unwrap_or(self.len)
     }
+
+    /// The stretch of `text` around `start..end` that negation and tense are looked for in:
+    /// the clause holding it, cut to `CLAUSE_REACH` bytes on each side. A clause without
+    /// breaks can be the whole message, and the bound keeps the cost linear in its length.
+    fn window(&self, text: &str, start: usize, end: usize) -> (usize, usize) {
+        let from =
+            text.ceil_char_boundary(self.start(start).max(start.saturating_sub(CLAUSE_REACH)));
+        let to = text.floor_char_boundary(self.end(end).min(end + CLAUSE_REACH));
+        (from, to.max(from))
+    }
 }
 
 /// Is there a negation word within the window before `at`, in the same clause?
 fn negated_before(policy: &Policy, text: &str, clauses: &Clauses, at: usize) -> bool {
-    let mut from = clauses
-        .start(at)
-        .min(at)
-        .max(at.saturating_sub(CLAUSE_REACH));
-    while !text.is_char_boundary(from) {
-        from += 1;
-    }
+    let (from, _) = clauses.window(text, at, at);
     let neg = &policy.negation;
     text[from..at]
         .split(|c: char| !(is_word_char(c) || c == '\''))
@@ -533,24 +534,8 @@ fn in_past_clause(
     start: usize,
     end: usize,
 ) -> bool {
-    // A clause without breaks can be the whole message: only its stretch near the match
-    // tells the tense, and bounding it keeps the cost linear in the message length.
-    let mut from = clauses
-        .start(start)
-        .min(start)
-        .max(start.saturating_sub(CLAUSE_REACH));
-    while !text.is_char_boundary(from) {
-        from += 1;
-    }
-    let mut to = clauses
-        .end(end)
-        .max(end)
-        .min(end + CLAUSE_REACH)
-        .min(text.len());
-    while !text.is_char_boundary(to) {
-        to -= 1;
-    }
-    policy.time.past.is_match(&text[from..to.max(from)])
+    let (from, to) = clauses.window(text, start, end);
+    policy.time.past.is_match(&text[from..to])
 }
 
 /// What a hit says once negation and time are applied; `None` when it says nothing.
@@ -750,12 +735,7 @@ fn imply(policy: &Policy, facts: &mut Facts) {
             .flat_map(|f| f.evidence.iter().cloned())
             .collect();
         evidence.iter_mut().for_each(|e| e.attribute = name.clone());
-        let source = from
-            .iter()
-            .filter_map(|&i| facts.get(i))
-            .map(|f| f.source)
-            .max()
-            .unwrap_or(Source::Own);
+        let source = facts.weakest_source(&from);
         facts.slots[imp.set] = Some(Fact {
             value: FactValue::Flag(imp.value),
             evidence,
@@ -831,7 +811,7 @@ fn phone(policy: &Policy, norm: &Normalized, hits: &[Hit], facts: &mut Facts) {
     }
     let mut fallback = None;
     for h in candidates {
-        let (s, e) = h.number.unwrap_or((h.start, h.end));
+        let (s, e) = h.number;
         let written = &norm.text[s..e];
         let digits: String = written.chars().filter(char::is_ascii_digit).collect();
         if !(7..=15).contains(&digits.len()) {
@@ -867,7 +847,7 @@ fn phone(policy: &Policy, norm: &Normalized, hits: &[Hit], facts: &mut Facts) {
             });
             return;
         }
-        if fallback.is_none() && h.number != Some((h.start, h.end)) {
+        if fallback.is_none() && h.number != (h.start, h.end) {
             // Introduced by a phone word but not a number the library can place: keep it as
             // written (digits and a leading +) so an agent can still call.
             let kept = if international {

@@ -85,6 +85,17 @@ impl Facts {
         self.slots.get(attribute).and_then(Option::as_ref)
     }
 
+    /// The weakest source among the known facts of `attributes` (own words when none is
+    /// known): a conclusion drawn from them is only as sure as that.
+    pub fn weakest_source(&self, attributes: &[usize]) -> Source {
+        attributes
+            .iter()
+            .filter_map(|&i| self.get(i))
+            .map(|f| f.source)
+            .max()
+            .unwrap_or(Source::Own)
+    }
+
     /// The fact by attribute name (None when unknown or not in the policy).
     pub fn by_name<'a>(&'a self, policy: &Policy, name: &str) -> Option<&'a Fact> {
         policy.attribute(name).and_then(|i| self.get(i))

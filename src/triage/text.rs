@@ -64,12 +64,13 @@ static MD_LINK: LazyLock<Regex> =
 static CHECKBOX: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(?:[-*+]\s*)?\[([ xX✓✔])\]\s*").expect("static regex"));
 
+static HTML_HINT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)</|<br|<p>|<div").expect("static regex"));
+
+/// Whether the message is HTML: a closing tag, a line break, paragraph or div in its first
+/// 64 KiB.
 fn looks_like_html(s: &str) -> bool {
-    let lower = s
-        .get(..s.len().min(64 * 1024))
-        .unwrap_or(s)
-        .to_ascii_lowercase();
-    lower.contains("</") || lower.contains("<br") || lower.contains("<p>") || lower.contains("<div")
+    HTML_HINT.is_match(&s[..s.floor_char_boundary(64 * 1024)])
 }
 
 /// Removes markup that is structure, not words: HTML tags and entities, Markdown images and
@@ -119,12 +120,9 @@ pub fn fold_into(line: &str, out: &mut String) {
     };
     if line.is_ascii() {
         for b in line.bytes() {
-            let c = if b == b'`' {
-                '\''
-            } else {
-                b.to_ascii_lowercase() as char
-            };
-            push(c, out);
+            if let Some(c) = plain_char(b.to_ascii_lowercase() as char) {
+                push(c, out);
+            }
         }
     } else {
         let nfkc: String = line.nfkc().collect();
