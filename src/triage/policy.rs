@@ -441,9 +441,6 @@ pub struct Confidence {
 /// Line-structure recognizers (quotes, forwards, signatures, templates, logs).
 #[derive(Debug)]
 pub struct TextRules {
-    pub quote_headers: RegexSet,
-    pub forward_headers: RegexSet,
-    pub header_fields: RegexSet,
     /// All of [text] in one set, matched once per line (indentation allowed before the
     /// non-log rules), with the kind each pattern belongs to.
     pub all: RegexSet,
@@ -799,26 +796,6 @@ fn has_uppercase_literal(pattern: &str) -> bool {
     false
 }
 
-fn compile_line_set(rep: &mut Reporter, what: &str, list: &[Spanned<String>]) -> Option<RegexSet> {
-    let mut ok = true;
-    for p in list {
-        if let Err(e) = Regex::new(p.get_ref()) {
-            rep.spanned(p, format!("bad regex in [text] {what}: {e}"));
-            ok = false;
-        }
-    }
-    if !ok {
-        return None;
-    }
-    match RegexSet::new(list.iter().map(|p| super::text::fold_pattern(p.get_ref()))) {
-        Ok(set) => Some(set),
-        Err(e) => {
-            rep.at(0, format!("[text] {what}: {e}"));
-            None
-        }
-    }
-}
-
 struct Resolver<'a> {
     attributes: &'a [Attribute],
     index: &'a HashMap<String, usize>,
@@ -1154,13 +1131,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             // line with its indentation, which only log rules care about.
             let src = &super::text::fold_pattern(p.get_ref());
             if let Err(e) = Regex::new(src) {
-                // Quote, forward and header rules are also compiled (and reported) on their own.
-                if matches!(
-                    kind,
-                    LineKind::Signature | LineKind::Template | LineKind::Log
-                ) {
-                    rep.spanned(p, format!("bad regex in [text]: {e}"));
-                }
+                rep.spanned(p, format!("bad regex in [text]: {e}"));
                 continue;
             }
             kinds.push(kind);
@@ -1173,9 +1144,6 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     }
     let all = RegexSet::new(&sources).map_err(|e| rep.at(0, format!("[text] rules together: {e}")));
     let text = TextRules {
-        quote_headers: compile_line_set(rep, "quote_headers", &raw.text.quote_headers)?,
-        forward_headers: compile_line_set(rep, "forward_headers", &raw.text.forward_headers)?,
-        header_fields: compile_line_set(rep, "header_fields", &raw.text.header_fields)?,
         all: all.ok()?,
         kinds,
     };

@@ -11,7 +11,7 @@ use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
 
 use super::facts::Source;
-use super::policy::TextRules;
+use super::policy::{LineMatch, TextRules};
 
 /// A stretch of the normalized text and what it is; `source: None` is structure (template
 /// headings, placeholders, quote/forward headers) that never creates a fact.
@@ -274,9 +274,11 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
     let mut in_fence = false;
     // After a shell prompt line, the lines up to the next blank one are the command's output.
     let mut console = false;
+    // Every line against every [text] rule, once: the look-aheads below reuse it.
+    let matched: Vec<LineMatch> = folded.iter().map(|l| rules.classify(l)).collect();
     for (i, line) in folded.iter().enumerate() {
         let trimmed = line.trim();
-        let is = rules.classify(line);
+        let is = matched[i];
         if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
             in_fence = !in_fence;
             kinds.push(Kind::Structure);
@@ -322,7 +324,7 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             kinds.push(Kind::Structure);
             continue;
         }
-        if is.quote || outlook_header_block(folded, i, rules) {
+        if is.quote || outlook_header_block(folded, &matched, i) {
             state = if seen_text || is.quote {
                 State::ForwardHeader
             } else {
@@ -350,7 +352,7 @@ fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kin
             kinds.push(Kind::Structure);
             continue;
         }
-        if state == State::Own && is.signature && signature_is_short(folded, i, rules) {
+        if state == State::Own && is.signature && signature_is_short(folded, &matched, i) {
             state = State::Signature;
         }
         if matches!(state, State::Own | State::LeadHeader) {
@@ -397,7 +399,7 @@ fn shell_prompt(raw: &str) -> bool {
 }
 
 /// Outlook quotes with a header block (`From: …` then `Sent:`/`Date:` lines) and no `>`.
-fn outlook_header_block(folded: &[String], i: usize, rules: &TextRules) -> bool {
+fn outlook_header_block(folded: &[String], matched: &[LineMatch], i: usize) -> bool {
     let line = folded[i].trim();
     if !(line.starts_with("from:")
         || line.starts_with("von:")
@@ -406,22 +408,17 @@ fn outlook_header_block(folded: &[String], i: usize, rules: &TextRules) -> bool 
     {
         return false;
     }
-    folded[i + 1..]
-        .iter()
-        .map(|l| l.trim())
-        .find(|l| !l.is_empty())
-        .is_some_and(|next| rules.header_fields.is_match(next))
+    (i + 1..folded.len())
+        .find(|&j| !folded[j].trim().is_empty())
+        .is_some_and(|next| matched[next].header)
 }
 
 /// A sign-off starts a signature only when little follows it before a quote or the end.
-fn signature_is_short(folded: &[String], i: usize, rules: &TextRules) -> bool {
+fn signature_is_short(folded: &[String], matched: &[LineMatch], i: usize) -> bool {
     let mut lines = 0;
-    for line in &folded[i + 1..] {
+    for (line, is) in folded.iter().zip(matched).skip(i + 1) {
         let t = line.trim();
-        if rules.quote_headers.is_match(t)
-            || rules.forward_headers.is_match(t)
-            || t.starts_with('>')
-        {
+        if is.quote || is.forward || t.starts_with('>') {
             break;
         }
         if !t.is_empty() {
