@@ -43,11 +43,11 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub fn to_json(&self, id: Option<&str>) -> Value {
+    pub fn to_json(&self, id: Option<Value>) -> Value {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         if let (Some(id), Value::Object(map)) = (id, &mut v) {
             let mut with_id = Map::new();
-            with_id.insert("id".into(), Value::String(id.to_string()));
+            with_id.insert("id".into(), id);
             with_id.extend(std::mem::take(map));
             return Value::Object(with_id);
         }
