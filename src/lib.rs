@@ -10,7 +10,11 @@
 //! - [`eval`]: labelled cases and the accuracy report of `firstline eval`.
 //! - `src/main.rs`: the command line (`classify`, `eval`, `check-config`).
 
+pub mod app;
 pub mod channels;
 pub mod eval;
 pub mod input;
+pub mod intake;
+pub mod settings;
+pub mod store;
 pub mod triage;

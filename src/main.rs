@@ -1,4 +1,4 @@
-//! The `firstline` command line: classify, eval, check-config.
+//! The `firstline` command line: serve, ingest, tickets, classify, eval, check-config.
 
 use std::io::{self, BufRead, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -8,8 +8,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+use firstline::app::App;
+use firstline::channels::email::Handled;
 use firstline::eval;
 use firstline::input;
+use firstline::settings::Settings;
 use firstline::triage::{self, Decision, Facts, Policy, policy::EMBEDDED_POLICY_NAME};
 
 /// Exit code when a check fails (eval below the bar, an invalid policy).
@@ -22,7 +25,7 @@ const EXIT_BAD_INPUT: u8 = 2;
     name = "firstline",
     version,
     about = "First-line support triage: proposes the severity your written policy gives a customer message, with the evidence and the questions to ask.",
-    after_help = "Examples:\n  firstline classify fixtures/email/server-down.eml\n  echo 'prod HN pcs3 down!!! all CTs offline' | firstline classify --json\n  firstline eval fixtures/triage/dev.jsonl fixtures/triage/test.jsonl --min-accuracy 95\n  firstline check-config --policy my-policy.toml\n\nExit codes: 0 success, 1 a check failed (eval below the bar, invalid policy), 2 bad input or usage."
+    after_help = "Examples:\n  firstline serve\n  firstline ingest fixtures/email/server-down.eml\n  firstline tickets --severity 1\n  firstline classify fixtures/email/server-down.eml\n  echo 'prod HN pcs3 down!!! all CTs offline' | firstline classify --json\n  firstline eval fixtures/triage/dev.jsonl fixtures/triage/test.jsonl --min-accuracy 95\n  firstline check-config --policy my-policy.toml\n\nExit codes: 0 success, 1 a check failed (eval below the bar, invalid policy), 2 bad input or usage."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,11 +39,52 @@ struct PolicyArg {
     policy: Option<PathBuf>,
 }
 
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// Settings file layered over the embedded defaults (config/default.toml); also
+    /// FIRSTLINE_CONFIG. FIRSTLINE__SECTION__KEY variables override both.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the bot: every channel the settings enable, until SIGINT or SIGTERM.
+    #[command(
+        after_help = "Examples:\n  firstline serve                      # embedded defaults: ./var spool, store and outbox\n  firstline serve --config prod.toml\n  FIRSTLINE_IMAP_PASSWORD=... FIRSTLINE__EMAIL__INBOUND=imap firstline serve --config prod.toml\n\nWith the embedded defaults, drop a message into ./var/inbox/new/ and read the reply in ./var/outbox/."
+    )]
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Take one raw email (a file or standard input), triage it into its ticket and send the
+    /// reply; for an MTA that pipes mail to a command.
+    #[command(
+        after_help = "Examples:\n  firstline ingest fixtures/email/server-down.eml\n  firstline ingest - < message.eml\n\nExit codes: 0 recorded (triaged, a duplicate, or quarantined with its reason), 75 the store is unavailable (an MTA retries later), 2 bad usage."
+    )]
+    Ingest {
+        /// The raw message; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List the queue: tickets by severity, then age.
+    #[command(
+        after_help = "Examples:\n  firstline tickets\n  firstline tickets --severity 1 --json"
+    )]
+    Tickets {
+        /// Only tickets of this severity.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+        severity: Option<u8>,
+        /// Print the tickets as a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Classify one message (plain text or a raw .eml, detected), or a batch with --jsonl.
     #[command(
-        after_help = "Examples:\n  firstline classify fixtures/email/server-down.eml\n  echo 'the backup of CT 101 failed last night' | firstline classify --json\n  printf '%s\\n' '{\"id\":\"a\",\"text\":\"Power Panel is down for everyone\"}' | firstline classify --jsonl\n\nWith --jsonl each input line is {\"id\": ..., \"text\": ...} or {\"id\": ..., \"eml\": \"<raw RFC 5322 message>\"}; each output line is the decision with its id, or {\"id\": ..., \"error\": ...} for a bad line (the batch goes on)."
+        after_help = "Examples:\n  firstline serve\n  firstline ingest fixtures/email/server-down.eml\n  firstline tickets --severity 1\n  firstline classify fixtures/email/server-down.eml\n  echo 'the backup of CT 101 failed last night' | firstline classify --json\n  printf '%s\\n' '{\"id\":\"a\",\"text\":\"Power Panel is down for everyone\"}' | firstline classify --jsonl\n\nWith --jsonl each input line is {\"id\": ..., \"text\": ...} or {\"id\": ..., \"eml\": \"<raw RFC 5322 message>\"}; each output line is the decision with its id, or {\"id\": ..., \"error\": ...} for a bad line (the batch goes on)."
     )]
     Classify {
         /// The message file; `-` or nothing reads standard input.
@@ -122,8 +166,143 @@ fn load_policy(arg: &PolicyArg) -> Result<Policy, ExitCode> {
     })
 }
 
+/// Exit code for a temporary failure (sysexits EX_TEMPFAIL): an MTA retries the delivery.
+const EXIT_TEMPFAIL: u8 = 75;
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIRSTLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn load_app(config: &ConfigArg) -> Result<App, ExitCode> {
+    let settings = match Settings::load(config.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("firstline: {e}");
+            return Err(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    App::build(settings).map_err(|e| {
+        eprintln!("firstline: {e}");
+        ExitCode::from(EXIT_CHECK_FAILED)
+    })
+}
+
+/// A stable name for a message given to `ingest`: its Message-ID, else a hash of its bytes
+/// (FNV-1a), so piping the same message twice records it once.
+fn ingest_source(raw: &[u8]) -> String {
+    let id = firstline::channels::email::parse::parse_email(raw)
+        .ok()
+        .and_then(|p| p.message_id);
+    match id {
+        Some(id) => format!("ingest:<{id}>"),
+        None => {
+            let hash = raw.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            format!("ingest:{hash:016x}")
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Serve { config } => {
+            init_logging();
+            let app = match load_app(&config) {
+                Ok(a) => a,
+                Err(code) => return Ok(code),
+            };
+            runtime()?.block_on(app.serve(firstline::app::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { file, config } => {
+            init_logging();
+            let raw = read_input(file.as_deref())?;
+            let app = match load_app(&config) {
+                Ok(a) => a,
+                Err(code) => return Ok(code),
+            };
+            let source = ingest_source(&raw);
+            match runtime()?.block_on(app.ingest(&raw, &source)) {
+                Ok(Handled::Triaged(r)) => {
+                    println!(
+                        "{}-{}: severity {} ({}), rule {}; {}",
+                        app.settings.email.ticket_prefix,
+                        r.ticket_id,
+                        r.severity,
+                        app.policy.level_name(r.severity),
+                        r.decision.rule,
+                        r.reply
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(Handled::Duplicate) => {
+                    println!("already recorded ({source}); nothing done");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(Handled::Quarantined(reason)) => {
+                    println!("quarantined: {reason}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("firstline: {e}");
+                    Ok(ExitCode::from(EXIT_TEMPFAIL))
+                }
+            }
+        }
+        Command::Tickets {
+            severity,
+            json,
+            config,
+        } => {
+            let app = match load_app(&config) {
+                Ok(a) => a,
+                Err(code) => return Ok(code),
+            };
+            let tickets = app.store.tickets(severity)?;
+            let stdout = io::stdout();
+            let mut out = stdout.lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &tickets)?;
+                writeln!(out)?;
+            } else if tickets.is_empty() {
+                writeln!(out, "no tickets")?;
+            } else {
+                let prefix = &app.settings.email.ticket_prefix;
+                for t in &tickets {
+                    let who = t.customer.as_deref().unwrap_or("-");
+                    let subject = t.subject.as_deref().unwrap_or("(no subject)");
+                    let overridden = if t.override_severity.is_some() {
+                        " (agent)"
+                    } else {
+                        ""
+                    };
+                    writeln!(
+                        out,
+                        "{prefix}-{:<5} {} {:<8}{overridden} {:<28} {subject}  [{} msg, {}]",
+                        t.id,
+                        t.severity,
+                        app.policy.level_name(t.severity),
+                        who,
+                        t.messages,
+                        t.rule
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { policy } => {
             let name = policy
                 .policy

@@ -22,9 +22,24 @@ pub struct Attachment {
 /// What firstline takes from an email.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ParsedEmail {
+    /// Message-ID without angle brackets.
     pub message_id: Option<String>,
+    /// The sender's address (From).
     pub from: Option<String>,
+    /// The sender's display name, used to greet them.
+    pub from_name: Option<String>,
+    /// Where a reply goes: Reply-To when given, else From.
+    pub reply_to: Option<String>,
     pub subject: Option<String>,
+    /// The Date header in RFC 3339, when present and valid.
+    pub date: Option<String>,
+    /// Message-IDs this message answers (In-Reply-To), without angle brackets.
+    pub in_reply_to: Vec<String>,
+    /// The thread's earlier Message-IDs (References), oldest first.
+    pub references: Vec<String>,
+    /// Why the message was sent by a machine (auto-reply, bounce, list, loop), when it was:
+    /// such mail is triaged and labelled but never answered.
+    pub automatic: Option<String>,
     /// The body as text (HTML-only mail converted), quotes and signatures still in it: the
     /// triage engine tells them apart.
     pub body: String,
@@ -145,18 +160,41 @@ pub fn parse_email(raw: &[u8]) -> Result<ParsedEmail, ParseError> {
             size,
         });
     }
+    let first = |a: Option<&mail_parser::Address>| {
+        a.and_then(|a| a.first()).map(|a| {
+            (
+                a.address().map(str::to_string),
+                a.name().map(str::to_string),
+            )
+        })
+    };
+    let (from, from_name) = first(msg.from()).unwrap_or_default();
+    let reply_to = first(msg.reply_to()).and_then(|(a, _)| a).or(from.clone());
+    let automatic = super::loops::automatic_reason(&msg, from.as_deref());
     Ok(ParsedEmail {
         message_id: msg.message_id().map(str::to_string),
-        from: msg
-            .from()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .map(str::to_string),
+        from,
+        from_name,
+        reply_to,
         subject,
+        date: msg.date().map(|d| d.to_rfc3339()),
+        in_reply_to: id_list(msg.in_reply_to()),
+        references: id_list(msg.references()),
+        automatic,
         body,
         attachments,
         log_attachments,
     })
+}
+
+/// Message-IDs of an In-Reply-To or References header, brackets already removed by
+/// mail-parser.
+fn id_list(value: &mail_parser::HeaderValue) -> Vec<String> {
+    match value {
+        mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
+        mail_parser::HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,185 @@
+//! The running bot: builds the policy, store and channels from the settings and wires them
+//! (`serve`), with a shutdown signal that lets in-flight work finish.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::channels::email::reply::ReplyWriter;
+use crate::channels::email::{self, EmailChannel, Handled, Labeling, maildir, send};
+use crate::intake::{Intake, ReplyLimits};
+use crate::settings::{Inbound, Settings};
+use crate::store::{Store, StoreError};
+use crate::triage::{Policy, policy::EMBEDDED_POLICY_NAME};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("policy {0}: {1}")]
+    Policy(String, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("email: {0}")]
+    Email(String),
+}
+
+/// Everything `serve` and `ingest` run on.
+pub struct App {
+    pub settings: Settings,
+    pub policy: Arc<Policy>,
+    pub store: Arc<Store>,
+    pub email: Arc<EmailChannel>,
+}
+
+impl App {
+    /// Compiles the policy, opens (and migrates) the store, checks the templates: every
+    /// problem is found here, before any message is read.
+    pub fn build(settings: Settings) -> Result<App, AppError> {
+        let policy = if settings.policy.file.is_empty() {
+            Policy::from_toml(crate::triage::policy::EMBEDDED_POLICY, EMBEDDED_POLICY_NAME)
+                .map_err(|e| AppError::Policy(EMBEDDED_POLICY_NAME.into(), e.to_string()))?
+        } else {
+            let path = &settings.policy.file;
+            let src = std::fs::read_to_string(path)
+                .map_err(|e| AppError::Policy(path.clone(), e.to_string()))?;
+            Policy::from_toml(&src, path)
+                .map_err(|e| AppError::Policy(path.clone(), e.to_string()))?
+        };
+        let policy = Arc::new(policy);
+        let store = Arc::new(Store::open(&settings.store.path)?);
+        let e = &settings.email;
+        let templates = (!e.templates.is_empty()).then(|| PathBuf::from(&e.templates));
+        let writer = ReplyWriter::new(
+            &e.address,
+            &e.display_name,
+            &e.message_id_domain,
+            &e.ticket_prefix,
+            templates.as_deref(),
+        )
+        .map_err(|e| AppError::Email(e.to_string()))?;
+        let intake = Arc::new(Intake {
+            policy: policy.clone(),
+            store: store.clone(),
+            limits: ReplyLimits {
+                per_thread: e.replies_per_thread_per_hour,
+                per_sender: e.replies_per_sender_per_hour,
+            },
+        });
+        let labeling = Labeling {
+            keywords: e.imap.keywords,
+            severity_folders: e.imap.severity_folders.clone(),
+            quarantine_keyword: e.imap.quarantine_keyword.clone(),
+            quarantine_folder: (!e.imap.quarantine_folder.is_empty())
+                .then(|| e.imap.quarantine_folder.clone()),
+        };
+        let email = Arc::new(EmailChannel {
+            intake,
+            writer,
+            max_bytes: e.max_message_bytes,
+            labeling,
+        });
+        Ok(App {
+            settings,
+            policy,
+            store,
+            email,
+        })
+    }
+
+    /// Handles one raw message given on the command line or piped by an MTA, then tries to
+    /// send the replies it queued (a failure stays in the outbox for `serve` to retry).
+    pub async fn ingest(&self, raw: &[u8], source: &str) -> Result<Handled, AppError> {
+        let handled = self.email.receive(raw, source, None, None)?;
+        if self.settings.email.enabled {
+            let transport =
+                send::Transport::from_settings(&self.settings.email).map_err(AppError::Email)?;
+            send::deliver_due(
+                &self.store,
+                &transport,
+                &self.settings.email.address,
+                &self.settings.email.retry,
+            )
+            .await?;
+        }
+        Ok(handled)
+    }
+
+    /// Runs every enabled channel until `shutdown` resolves; then stops taking new work,
+    /// lets each task finish the message or send in hand, and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        let e = &self.settings.email;
+        if e.enabled {
+            let transport = send::Transport::from_settings(e).map_err(AppError::Email)?;
+            tasks.push(tokio::spawn(send::run(
+                self.store.clone(),
+                transport,
+                e.address.clone(),
+                e.retry.clone(),
+                wake.clone(),
+                stop_rx.clone(),
+            )));
+            match e.inbound {
+                Inbound::Maildir => {
+                    maildir::prepare(&e.maildir.path).map_err(|err| {
+                        AppError::Email(format!("spool {}: {err}", e.maildir.path.display()))
+                    })?;
+                    tracing::info!(spool = %e.maildir.path.display(), "reading the Maildir spool");
+                    tasks.push(tokio::spawn(maildir::run(
+                        self.email.clone(),
+                        e.maildir.path.clone(),
+                        Duration::from_millis(e.maildir.poll_milliseconds.max(10)),
+                        wake.clone(),
+                        stop_rx.clone(),
+                    )));
+                }
+                Inbound::Imap => {
+                    tasks.push(tokio::spawn(email::imap::run(
+                        self.email.clone(),
+                        e.imap.clone(),
+                        wake.clone(),
+                        stop_rx.clone(),
+                    )));
+                }
+                Inbound::None => {}
+            }
+        }
+        tracing::info!(store = %self.settings.store.path.display(), "firstline is serving");
+        shutdown.await;
+        tracing::info!("shutting down: finishing the work in hand");
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a task ended abnormally");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

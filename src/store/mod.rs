@@ -1,0 +1,479 @@
+//! The store: one SQLite file holding what must survive a crash — tickets, messages, facts,
+//! decisions, the outbox, channel cursors and the quarantine. Migrations run at open.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("store {0}: cannot create its folder: {1}")]
+    Folder(String, std::io::Error),
+    #[error(
+        "store schema version {found} is newer than this firstline knows ({known}); upgrade firstline"
+    )]
+    TooNew { found: i64, known: i64 },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tickets (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    subject TEXT,
+    customer TEXT,
+    severity INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    -- An agent's override: it wins over every later automatic re-triage.
+    override_severity INTEGER,
+    status TEXT NOT NULL DEFAULT 'open',
+    facts TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    questions TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    channel TEXT NOT NULL,
+    -- Where it came from, unique per channel (mailbox + UIDVALIDITY + UID, spool file name...).
+    source TEXT NOT NULL,
+    message_id TEXT,
+    sender TEXT,
+    subject TEXT,
+    text TEXT NOT NULL,
+    raw BLOB,
+    -- Why a machine sent it (never answered), or NULL for a person.
+    automatic TEXT,
+    received_at INTEGER NOT NULL,
+    UNIQUE (channel, source)
+);
+CREATE UNIQUE INDEX messages_message_id ON messages (channel, message_id)
+    WHERE message_id IS NOT NULL;
+CREATE INDEX messages_ticket ON messages (ticket_id);
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    message_id INTEGER REFERENCES messages(id),
+    severity INTEGER NOT NULL,
+    previous_severity INTEGER,
+    rule TEXT NOT NULL,
+    rationale TEXT NOT NULL,
+    -- Why this decision was made: a new ticket, a reply in the thread, an override...
+    reason TEXT NOT NULL,
+    -- What happened to the answer: queued, suppressed (and why), not needed (and why).
+    reply TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX decisions_ticket ON decisions (ticket_id);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER REFERENCES tickets(id),
+    channel TEXT NOT NULL,
+    -- 'reply' (a message to send) or 'label' (a change to make on the original).
+    kind TEXT NOT NULL,
+    recipient TEXT,
+    -- The Message-ID of a reply: how a send interrupted by a crash is recognised.
+    rfc_message_id TEXT UNIQUE,
+    payload BLOB NOT NULL,
+    -- pending → sending → sent; or failed after the last attempt.
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    sent_at INTEGER
+);
+CREATE INDEX outbox_due ON outbox (channel, status, next_attempt_at);
+CREATE TABLE cursors (
+    channel TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (channel, key)
+);
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raw BLOB,
+    created_at INTEGER NOT NULL,
+    UNIQUE (channel, source)
+);
+"#];
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A ticket as the queue lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketRow {
+    pub id: i64,
+    pub channel: String,
+    pub subject: Option<String>,
+    pub customer: Option<String>,
+    pub severity: u8,
+    pub rule: String,
+    pub override_severity: Option<u8>,
+    pub status: String,
+    pub labels: serde_json::Value,
+    pub questions: serde_json::Value,
+    pub messages: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A piece of work waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub ticket_id: Option<i64>,
+    pub kind: String,
+    pub recipient: Option<String>,
+    pub rfc_message_id: Option<String>,
+    pub payload: Vec<u8>,
+    pub status: String,
+    pub attempts: u32,
+}
+
+/// The SQLite store. One connection behind a mutex: every operation is short, and a single
+/// writer keeps the transactions simple.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating when missing) the store at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Folder(path.display().to_string(), e))?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Store::init(conn)
+    }
+
+    /// A store that lives in memory (tests, `classify`).
+    pub fn in_memory() -> Result<Store> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL: readers (`firstline tickets`) never block the bot; NORMAL sync is durable
+        // across a process crash, which is what `kill -9` tests.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the transaction rolls
+        // back on drop), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one write transaction: all of it is stored, or none of it.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` with the connection for reading.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        f(&self.lock())
+    }
+
+    pub fn cursor(&self, channel: &str, key: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT value FROM cursors WHERE channel = ?1 AND key = ?2",
+                params![channel, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    /// Whether a message from this source was already recorded or quarantined.
+    pub fn seen(&self, channel: &str, source: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE channel = ?1 AND source = ?2)
+                     OR EXISTS (SELECT 1 FROM quarantine WHERE channel = ?1 AND source = ?2)",
+                params![channel, source],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// Records a message that could not be processed, with its reason, and moves the
+    /// channel's cursor past it in the same transaction.
+    pub fn quarantine(
+        &self,
+        channel: &str,
+        source: &str,
+        reason: &str,
+        raw: Option<&[u8]>,
+        cursor: Option<(&str, &str)>,
+    ) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO quarantine (channel, source, reason, raw, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![channel, source, reason, raw, now()],
+            )?;
+            if let Some((key, value)) = cursor {
+                set_cursor(tx, channel, key, value)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Quarantined messages, newest first: (channel, source, reason).
+    pub fn quarantined(&self) -> Result<Vec<(String, String, String)>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT channel, source, reason FROM quarantine ORDER BY id DESC")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// The queue: open tickets, most severe first, then oldest first.
+    pub fn tickets(&self, severity: Option<u8>) -> Result<Vec<TicketRow>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT t.id, t.channel, t.subject, t.customer,
+                        COALESCE(t.override_severity, t.severity), t.rule, t.override_severity,
+                        t.status, t.labels, t.questions,
+                        (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id),
+                        t.created_at, t.updated_at
+                 FROM tickets t
+                 WHERE ?1 IS NULL OR COALESCE(t.override_severity, t.severity) = ?1
+                 ORDER BY COALESCE(t.override_severity, t.severity), t.created_at, t.id",
+            )?;
+            let rows = st.query_map(params![severity], |r| {
+                let json = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
+                Ok(TicketRow {
+                    id: r.get(0)?,
+                    channel: r.get(1)?,
+                    subject: r.get(2)?,
+                    customer: r.get(3)?,
+                    severity: r.get(4)?,
+                    rule: r.get(5)?,
+                    override_severity: r.get(6)?,
+                    status: r.get(7)?,
+                    labels: json(r.get(8)?),
+                    questions: json(r.get(9)?),
+                    messages: r.get(10)?,
+                    created_at: r.get(11)?,
+                    updated_at: r.get(12)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Outbox work of a channel that is due now: pending rows whose time has come, and rows
+    /// left `sending` by a crash (the caller checks whether they went out before resending).
+    pub fn due_outbox(&self, channel: &str, kind: &str, limit: usize) -> Result<Vec<OutboxRow>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, ticket_id, kind, recipient, rfc_message_id, payload, status, attempts
+                 FROM outbox
+                 WHERE channel = ?1 AND kind = ?2
+                   AND (status = 'sending' OR (status = 'pending' AND next_attempt_at <= ?3))
+                 ORDER BY id LIMIT ?4",
+            )?;
+            let rows = st.query_map(params![channel, kind, now(), limit as i64], |r| {
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    ticket_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    recipient: r.get(3)?,
+                    rfc_message_id: r.get(4)?,
+                    payload: r.get(5)?,
+                    status: r.get(6)?,
+                    attempts: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Marks a row as being sent, before the send starts: a crash from here on leaves it
+    /// `sending`, which tells the next start to check before sending again.
+    pub fn outbox_sending(&self, id: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = ?1",
+                params![id],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn outbox_sent(&self, id: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
+                params![id, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A transient failure: back to pending, tried again after `delay_seconds`.
+    pub fn outbox_retry(&self, id: i64, delay_seconds: u64, error: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, last_error = ?3
+                 WHERE id = ?1",
+                params![id, now() + delay_seconds as i64, error],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A permanent failure (or the last attempt): kept, with its error, for an agent to see.
+    pub fn outbox_failed(&self, id: i64, error: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE id = ?1",
+                params![id, error],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Counts of outbox rows by status for a channel and kind.
+    pub fn outbox_counts(&self, channel: &str, kind: &str) -> Result<Vec<(String, i64)>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT status, COUNT(*) FROM outbox WHERE channel = ?1 AND kind = ?2
+                 GROUP BY status ORDER BY status",
+            )?;
+            let rows = st.query_map(params![channel, kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
+
+/// Queues outbox work inside a transaction; returns its id.
+pub fn insert_outbox(
+    tx: &Transaction,
+    ticket_id: Option<i64>,
+    channel: &str,
+    kind: &str,
+    recipient: Option<&str>,
+    rfc_message_id: Option<&str>,
+    payload: &[u8],
+) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO outbox (ticket_id, channel, kind, recipient, rfc_message_id, payload,
+                             next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![
+            ticket_id,
+            channel,
+            kind,
+            recipient,
+            rfc_message_id,
+            payload,
+            now()
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Sets a channel cursor inside a transaction.
+pub fn set_cursor(tx: &Transaction, channel: &str, key: &str, value: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO cursors (channel, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value",
+        params![channel, key, value],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_reopen_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/fl.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .write(|tx| set_cursor(tx, "email", "imap", "7:42"))
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.cursor("email", "imap").unwrap().as_deref(),
+            Some("7:42")
+        );
+    }
+
+    #[test]
+    fn quarantine_is_recorded_once_and_moves_the_cursor() {
+        let store = Store::in_memory().unwrap();
+        for _ in 0..2 {
+            store
+                .quarantine(
+                    "email",
+                    "imap:1:5",
+                    "no header block",
+                    Some(b"junk"),
+                    Some(("c", "1:5")),
+                )
+                .unwrap();
+        }
+        assert_eq!(store.quarantined().unwrap().len(), 1);
+        assert!(store.seen("email", "imap:1:5").unwrap());
+        assert_eq!(store.cursor("email", "c").unwrap().as_deref(), Some("1:5"));
+    }
+}
