@@ -93,15 +93,9 @@ impl App {
     pub async fn ingest(&self, raw: &[u8], source: &str) -> Result<Handled, AppError> {
         let handled = self.email.receive(raw, source, None, None)?;
         if self.settings.email.enabled {
-            let transport =
-                send::Transport::from_settings(&self.settings.email).map_err(AppError::Email)?;
-            send::deliver_due(
-                &self.store,
-                &transport,
-                &self.settings.email.address,
-                &self.settings.email.retry,
-            )
-            .await?;
+            let sender =
+                send::Sender::from_settings(&self.settings.email).map_err(AppError::Email)?;
+            send::deliver_due(&self.store, &sender).await?;
         }
         Ok(handled)
     }
@@ -114,12 +108,19 @@ impl App {
         let mut tasks = Vec::new();
         let e = &self.settings.email;
         if e.enabled {
-            let transport = send::Transport::from_settings(e).map_err(AppError::Email)?;
+            let sender = send::Sender::from_settings(e).map_err(AppError::Email)?;
+            // Sends this store left half-done when the last serve stopped abnormally: check
+            // them now rather than after their lease runs out.
+            let interrupted = self.store.release_interrupted(email::CHANNEL)?;
+            if interrupted > 0 {
+                tracing::warn!(
+                    interrupted,
+                    "outbox work was cut short by the last stop; checking it first"
+                );
+            }
             tasks.push(tokio::spawn(send::run(
                 self.store.clone(),
-                transport,
-                e.address.clone(),
-                e.retry.clone(),
+                sender,
                 wake.clone(),
                 stop_rx.clone(),
             )));

@@ -80,6 +80,8 @@ pub struct EmailSettings {
     pub replies_per_thread_per_hour: u32,
     pub replies_per_sender_per_hour: u32,
     pub templates: String,
+    pub copy_to: String,
+    pub confirm_seconds: u64,
     pub maildir: MaildirSettings,
     pub imap: ImapSettings,
     pub outbox: OutboxSettings,
@@ -240,6 +242,12 @@ impl Settings {
                         e.smtp.host
                     ));
                 }
+            }
+            if !e.copy_to.is_empty() && !e.copy_to.contains('@') {
+                errors.push(format!(
+                    "email.copy_to {:?} is not an email address",
+                    e.copy_to
+                ));
             }
             if e.retry.first_seconds == 0 || e.retry.max_attempts == 0 {
                 errors.push("email.retry: first_seconds and max_attempts must be > 0".into());

@@ -317,14 +317,14 @@ impl Store {
     }
 
     /// Outbox work of a channel that is due now: pending rows whose time has come, and rows
-    /// left `sending` by a crash (the caller checks whether they went out before resending).
+    /// whose `sending` lease ran out (a crash; the caller checks whether they went out).
     pub fn due_outbox(&self, channel: &str, kind: &str, limit: usize) -> Result<Vec<OutboxRow>> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT id, ticket_id, kind, recipient, rfc_message_id, payload, status, attempts
                  FROM outbox
                  WHERE channel = ?1 AND kind = ?2
-                   AND (status = 'sending' OR (status = 'pending' AND next_attempt_at <= ?3))
+                   AND status IN ('pending', 'sending') AND next_attempt_at <= ?3
                  ORDER BY id LIMIT ?4",
             )?;
             let rows = st.query_map(params![channel, kind, now(), limit as i64], |r| {
@@ -343,15 +343,35 @@ impl Store {
         })
     }
 
-    /// Marks a row as being sent, before the send starts: a crash from here on leaves it
-    /// `sending`, which tells the next start to check before sending again.
-    pub fn outbox_sending(&self, id: i64) -> Result<()> {
+    /// Claims a row before its send starts: `sending`, with a lease of `lease_seconds`. A
+    /// crash from here on leaves it `sending`, which tells the next start to check before
+    /// sending again; the lease keeps another process (`ingest` beside `serve`) off it. False
+    /// when another sender claimed it first.
+    pub fn outbox_claim(&self, row: &OutboxRow, lease_seconds: u64) -> Result<bool> {
         self.write(|tx| {
-            tx.execute(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = ?1",
-                params![id],
+            let n = tx.execute(
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1,
+                                   next_attempt_at = ?4
+                 WHERE id = ?1 AND status = ?2 AND attempts = ?3",
+                params![
+                    row.id,
+                    row.status,
+                    row.attempts,
+                    now() + lease_seconds as i64
+                ],
             )?;
-            Ok(())
+            Ok(n == 1)
+        })
+    }
+
+    /// Makes every `sending` row of a channel due now: called by `serve` at start, when no
+    /// send of this store can be in flight, so that interrupted work is checked at once.
+    pub fn release_interrupted(&self, channel: &str) -> Result<usize> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?2 WHERE channel = ?1 AND status = 'sending'",
+                params![channel, now()],
+            )?)
         })
     }
 
@@ -362,6 +382,18 @@ impl Store {
                 params![id, now()],
             )?;
             Ok(())
+        })
+    }
+
+    /// A reply's copy came back with its Message-ID: it was sent, whatever the row says.
+    pub fn confirm_sent(&self, channel: &str, rfc_message_id: &str) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?3, last_error = NULL
+                 WHERE channel = ?1 AND rfc_message_id = ?2 AND status IN ('pending', 'sending')",
+                params![channel, rfc_message_id, now()],
+            )?;
+            Ok(n > 0)
         })
     }
 

@@ -37,7 +37,7 @@ fn unique() -> u128 {
         .as_nanos()
 }
 
-fn tickets(dir: &Path) -> Vec<Value> {
+pub fn tickets(dir: &Path) -> Vec<Value> {
     let out = run_in(dir, &["tickets", "--json"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice::<Value>(&out.stdout).unwrap()["tickets"]
@@ -66,7 +66,7 @@ fn outbox(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
+pub fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
     let prefix = format!("{name}: ");
     mail.lines()
         .take_while(|l| !l.is_empty())
@@ -74,53 +74,78 @@ fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// A plain customer email.
-fn mail(id: &str, from: &str, subject: &str, body: &str, extra: &str) -> String {
+pub fn mail(id: &str, from: &str, subject: &str, body: &str, extra: &str) -> String {
     format!(
         "From: {from}\r\nTo: support@firstline.invalid\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n{extra}\r\n{body}\r\n"
     )
 }
 
-fn message_id_of(reply: &str) -> String {
+pub fn message_id_of(reply: &str) -> String {
     header(reply, "Message-ID")
         .expect("reply has a Message-ID")
         .trim_matches(['<', '>'])
         .to_string()
 }
 
-struct Serve(Child);
+/// A running `firstline serve`, killed when dropped.
+pub struct Serve {
+    child: Child,
+    log: PathBuf,
+}
 
 impl Serve {
     fn start(dir: &Path) -> Serve {
-        Serve(
-            bin()
-                .current_dir(dir)
-                .arg("serve")
-                .env_remove("FIRSTLINE_CONFIG")
-                .env("FIRSTLINE__EMAIL__MAILDIR__POLL_MILLISECONDS", "50")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("cannot start firstline serve"),
+        Serve::start_with(
+            dir,
+            &[],
+            &[("FIRSTLINE__EMAIL__MAILDIR__POLL_MILLISECONDS", "50")],
         )
     }
 
+    /// `firstline serve ARGS` in `dir` with extra environment; its log goes to
+    /// `dir/serve.log` (appended, so restarts keep one log).
+    pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("serve.log"))
+            .unwrap();
+        let child = bin()
+            .current_dir(dir)
+            .arg("serve")
+            .args(args)
+            .env_remove("FIRSTLINE_CONFIG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start firstline serve");
+        Serve {
+            child,
+            log: dir.join("serve.log"),
+        }
+    }
+
+    /// What serve logged so far (every run in this folder).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then the exit status and the log.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.0.id().to_string();
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                let mut log = String::new();
-                use std::io::Read;
-                self.0
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut log)
-                    .unwrap();
-                return (status, log);
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
             }
             assert!(
                 Instant::now() < deadline,
@@ -133,12 +158,12 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -4,10 +4,15 @@
 
 mod accuracy;
 mod cli;
+mod desk;
 mod email;
 mod engine;
+mod golden;
+mod mailbox;
 mod phrases;
 mod policy_check;
+mod servers;
+mod support;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -44,6 +44,9 @@ pub enum ImapError {
 /// Messages fetched per round trip during a backfill: bounds the memory a large backlog takes.
 const BATCH: usize = 50;
 
+/// How long a label job may take before it counts as interrupted.
+const LABEL_LEASE: u64 = 120;
+
 /// IDLE is renewed before servers drop it (RFC 2177 asks for less than 29 minutes).
 const IDLE_RENEW: Duration = Duration::from_secs(20 * 60);
 
@@ -141,7 +144,7 @@ async fn watch_mailbox(
     tracing::info!(mailbox = %s.mailbox, uidvalidity, idle = can_idle, "IMAP connected");
     let mut known_folders = HashSet::new();
     loop {
-        backfill(&mut session, channel, s, uidvalidity, wake).await?;
+        backfill(&mut session, channel, s, uidvalidity, wake, shutdown).await?;
         apply_labels(
             &mut session,
             channel,
@@ -193,6 +196,7 @@ async fn backfill(
     s: &ImapSettings,
     uidvalidity: u32,
     wake: &Notify,
+    shutdown: &watch::Receiver<bool>,
 ) -> Result<(), ImapError> {
     let key = cursor_key(s);
     let stored = channel.intake.store.cursor(CHANNEL, &key)?;
@@ -242,6 +246,10 @@ async fn backfill(
                 }
             }
             for &(uid, size) in chunk {
+                if *shutdown.borrow() {
+                    // Stop between messages: the cursor says where to resume.
+                    return Ok(());
+                }
                 let at = MailboxMessage {
                     mailbox: s.mailbox.clone(),
                     uidvalidity,
@@ -309,13 +317,16 @@ async fn apply_labels(
             store.outbox_failed(row.id, "the mailbox was renumbered (UIDVALIDITY changed)")?;
             continue;
         }
-        store.outbox_sending(row.id)?;
+        if !store.outbox_claim(&row, LABEL_LEASE)? {
+            continue;
+        }
         let uid = job.message.uid.to_string();
         let result = label_one(session, &uid, &job, can_move, known_folders).await;
         match result {
             Ok(()) => store.outbox_sent(row.id)?,
             // The server said NO (the message is gone, a bad folder name): retrying won't help.
             Err(ImapError::Protocol(async_imap::error::Error::No(msg))) => {
+                tracing::warn!(uid = job.message.uid, error = %msg, "the server refused a label");
                 store.outbox_failed(row.id, &msg)?
             }
             Err(e) => return Err(e),

@@ -23,9 +23,10 @@ pub fn automatic_reason(msg: &Message, from: Option<&str>) -> Option<String> {
         msg.header_raw(name)
             .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
     };
-    // RFC 3834: anything but "no" is machine-sent; parameters follow a ';'.
+    // RFC 3834: anything but "no" is machine-sent; parameters follow a ';' and comments may
+    // stand anywhere ("no (sent by hand)" is a person's).
     if let Some(v) = header("Auto-Submitted") {
-        let kind = v
+        let kind = without_comments(&v)
             .split(';')
             .next()
             .unwrap_or("")
@@ -77,6 +78,25 @@ pub fn automatic_reason(msg: &Message, from: Option<&str>) -> Option<String> {
     None
 }
 
+/// A header value without its RFC 5322 comments (parenthesized, possibly nested).
+fn without_comments(value: &str) -> String {
+    let mut depth = 0usize;
+    value
+        .chars()
+        .filter(|&c| {
+            match c {
+                '(' => depth += 1,
+                ')' if depth > 0 => {
+                    depth -= 1;
+                    return false;
+                }
+                _ => {}
+            }
+            depth == 0
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +118,10 @@ mod tests {
         assert_eq!(reason("From: Ann <ann@example.com>"), None);
         assert_eq!(reason("From: ann@example.com\r\nAuto-Submitted: no"), None);
         assert_eq!(
+            reason("From: ann@example.com\r\nAuto-Submitted: no (typed by hand)"),
+            None
+        );
+        assert_eq!(
             reason("From: ann@example.com\r\nPrecedence: first-class"),
             None
         );
@@ -112,6 +136,10 @@ mod tests {
             ),
             (
                 "From: a@b.c\r\nAuto-Submitted: auto-generated; x=1",
+                "Auto-Submitted",
+            ),
+            (
+                "From: a@b.c\r\nAuto-Submitted: (sendmail) auto-generated (failure)",
                 "Auto-Submitted",
             ),
             ("From: a@b.c\r\nPrecedence: bulk", "Precedence"),

@@ -25,7 +25,7 @@ fn unique_name(file: &str) -> &str {
 
 /// Processes every message waiting in `new/`, oldest name first. Returns how many were
 /// handled (triaged, duplicates or quarantined) and whether replies were queued.
-pub fn drain(channel: &EmailChannel, root: &Path) -> (usize, bool) {
+pub fn drain(channel: &EmailChannel, root: &Path, stop: &dyn Fn() -> bool) -> (usize, bool) {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(root.join("new")) {
         Ok(entries) => entries
             .flatten()
@@ -41,6 +41,9 @@ pub fn drain(channel: &EmailChannel, root: &Path) -> (usize, bool) {
     let mut handled = 0;
     let mut queued = false;
     for path in files {
+        if stop() {
+            break;
+        }
         let Some(file) = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -100,9 +103,9 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let (ch, r) = (channel.clone(), root.clone());
+        let (ch, r, stop) = (channel.clone(), root.clone(), shutdown.clone());
         // Triage is CPU work and the store is blocking I/O: keep them off the async threads.
-        let queued = tokio::task::spawn_blocking(move || drain(&ch, &r).1)
+        let queued = tokio::task::spawn_blocking(move || drain(&ch, &r, &|| *stop.borrow()).1)
             .await
             .unwrap_or(false);
         if queued {

@@ -88,6 +88,12 @@ impl EmailChannel {
                 .from
                 .as_deref()
                 .is_some_and(|f| f.eq_ignore_ascii_case(self.writer.address()));
+        if own && let Some(id) = &parsed.message_id {
+            // A copy of one of our replies: proof that it was sent.
+            if self.intake.store.confirm_sent(CHANNEL, id)? {
+                tracing::info!(message_id = %id, "a reply's copy arrived; marked sent");
+            }
+        }
         let automatic = if own {
             Some("firstline's own message".to_string())
         } else {

@@ -22,6 +22,32 @@ pub struct SendError {
     pub message: String,
 }
 
+/// How replies leave: the transport, the envelope sender, the copy address, the retry
+/// policy.
+pub struct Sender {
+    pub transport: Transport,
+    pub from: String,
+    /// Every reply also goes here (the support mailbox): its copy confirms the send.
+    pub copy_to: Option<String>,
+    pub confirm_seconds: u64,
+    pub retry: RetrySettings,
+    /// How long a claimed send may take before it counts as interrupted.
+    pub lease_seconds: u64,
+}
+
+impl Sender {
+    pub fn from_settings(email: &EmailSettings) -> Result<Sender, String> {
+        Ok(Sender {
+            transport: Transport::from_settings(email)?,
+            from: email.address.clone(),
+            copy_to: (!email.copy_to.is_empty()).then(|| email.copy_to.clone()),
+            confirm_seconds: email.confirm_seconds,
+            retry: email.retry.clone(),
+            lease_seconds: email.smtp.timeout_seconds.saturating_mul(4).max(60),
+        })
+    }
+}
+
 /// Where replies go.
 pub enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
@@ -87,13 +113,12 @@ impl Transport {
         }
     }
 
-    /// Whether a reply left `sending` by a crash already went out. The file transport can
-    /// look; an SMTP server cannot be asked, so such a reply is sent again (the receiving
-    /// side sees the same Message-ID and can drop it).
-    async fn already_sent(&self, message_id: &str) -> bool {
+    /// Whether a reply left `sending` by a crash already went out, when the transport can
+    /// tell (the file transport can look; an SMTP server cannot be asked).
+    fn already_sent(&self, message_id: &str) -> Option<bool> {
         match self {
-            Transport::File(_, dir) => file_holds_message_id(dir, message_id),
-            Transport::Smtp(_) => false,
+            Transport::File(_, dir) => Some(file_holds_message_id(dir, message_id)),
+            Transport::Smtp(_) => None,
         }
     }
 }
@@ -121,56 +146,72 @@ pub fn backoff(retry: &RetrySettings, attempts: u32) -> u64 {
 }
 
 /// Sends every due reply once; returns how many were sent.
-pub async fn deliver_due(
-    store: &Store,
-    transport: &Transport,
-    from: &str,
-    retry: &RetrySettings,
-) -> Result<usize, StoreError> {
+pub async fn deliver_due(store: &Store, sender: &Sender) -> Result<usize, StoreError> {
     let mut sent = 0;
     for row in store.due_outbox(CHANNEL, "reply", 100)? {
-        if deliver(store, transport, from, retry, &row).await? {
+        if deliver(store, sender, &row).await? {
             sent += 1;
         }
     }
     Ok(sent)
 }
 
-async fn deliver(
-    store: &Store,
-    transport: &Transport,
-    from: &str,
-    retry: &RetrySettings,
-    row: &OutboxRow,
-) -> Result<bool, StoreError> {
+fn envelope(from: &str, to: &str, copy_to: Option<&str>) -> Result<Envelope, String> {
+    let parse = |a: &str| {
+        a.parse::<lettre::Address>()
+            .map_err(|e| format!("bad address {a:?}: {e}"))
+    };
+    let mut rcpt = vec![parse(to)?];
+    if let Some(copy) = copy_to {
+        rcpt.push(parse(copy)?);
+    }
+    Envelope::new(Some(parse(from)?), rcpt).map_err(|e| e.to_string())
+}
+
+async fn deliver(store: &Store, sender: &Sender, row: &OutboxRow) -> Result<bool, StoreError> {
     if row.status == "sending"
         && let Some(id) = &row.rfc_message_id
-        && transport.already_sent(id).await
     {
-        tracing::info!(outbox = row.id, message_id = %id, "found a reply sent before a crash; marked sent");
-        store.outbox_sent(row.id)?;
-        return Ok(false);
+        // The last attempt was cut short (a crash between the send and its record).
+        match sender.transport.already_sent(id) {
+            Some(true) => {
+                tracing::info!(outbox = row.id, message_id = %id, "found a reply sent before a crash; marked sent");
+                store.outbox_sent(row.id)?;
+                return Ok(false);
+            }
+            Some(false) => {}
+            None if sender.copy_to.is_some() => {
+                // Its copy in the support mailbox will confirm it, if it went out; send it
+                // again only when no copy came within confirm_seconds.
+                tracing::info!(outbox = row.id, message_id = %id, wait = sender.confirm_seconds, "a send was cut short; waiting for its copy before sending again");
+                store.outbox_retry(
+                    row.id,
+                    sender.confirm_seconds,
+                    "interrupted; waiting for the copy in the mailbox before sending again",
+                )?;
+                return Ok(false);
+            }
+            None => {
+                tracing::warn!(outbox = row.id, message_id = %id, "a send was cut short and cannot be checked (set email.copy_to); sending again");
+            }
+        }
     }
     let Some(to) = &row.recipient else {
         store.outbox_failed(row.id, "no recipient")?;
         return Ok(false);
     };
-    let envelope = match (from.parse(), to.parse()) {
-        (Ok(f), Ok(t)) => Envelope::new(Some(f), vec![t]),
-        _ => {
-            store.outbox_failed(row.id, &format!("bad address: {from} → {to}"))?;
-            return Ok(false);
-        }
-    };
-    let envelope = match envelope {
+    let envelope = match envelope(&sender.from, to, sender.copy_to.as_deref()) {
         Ok(e) => e,
         Err(e) => {
-            store.outbox_failed(row.id, &e.to_string())?;
+            store.outbox_failed(row.id, &e)?;
             return Ok(false);
         }
     };
-    store.outbox_sending(row.id)?;
-    match transport.send(&envelope, &row.payload).await {
+    let retry = &sender.retry;
+    if !store.outbox_claim(row, sender.lease_seconds)? {
+        return Ok(false);
+    }
+    match sender.transport.send(&envelope, &row.payload).await {
         Ok(()) => {
             store.outbox_sent(row.id)?;
             tracing::info!(outbox = row.id, ticket = ?row.ticket_id, to = %to, "reply sent");
@@ -195,14 +236,12 @@ async fn deliver(
 /// (retries coming due), until shutdown. An in-flight send is finished before it stops.
 pub async fn run(
     store: Arc<Store>,
-    transport: Transport,
-    from: String,
-    retry: RetrySettings,
+    sender: Sender,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = deliver_due(&store, &transport, &from, &retry).await {
+        if let Err(e) = deliver_due(&store, &sender).await {
             tracing::error!(error = %e, "outbox: store error");
         }
         if *shutdown.borrow() {
