@@ -10,7 +10,11 @@ use tokio::sync::{Notify, watch};
 
 use crate::channels::email::reply::ReplyWriter;
 use crate::channels::email::{self, EmailChannel, Handled, Labeling, maildir, send};
+use crate::channels::http::auth::Tokens;
+use crate::channels::http::webhook::{self, Webhook};
+use crate::channels::http::{self, HttpState};
 use crate::intake::{Intake, ReplyLimits};
+use crate::settings::{API_TOKENS_ENV, INBOUND_SECRET_ENV, WEBHOOK_SECRET_ENV};
 use crate::settings::{Inbound, Settings};
 use crate::store::{Store, StoreError};
 use crate::triage::{Policy, policy::EMBEDDED_POLICY_NAME};
@@ -23,6 +27,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("email: {0}")]
     Email(String),
+    #[error("http: {0}")]
+    Http(String),
 }
 
 /// Everything `serve` and `ingest` run on.
@@ -30,7 +36,10 @@ pub struct App {
     pub settings: Settings,
     pub policy: Arc<Policy>,
     pub store: Arc<Store>,
+    pub intake: Arc<Intake>,
     pub email: Arc<EmailChannel>,
+    /// API tokens from the environment.
+    pub tokens: Tokens,
 }
 
 impl App {
@@ -48,6 +57,24 @@ impl App {
                 .map_err(|e| AppError::Policy(path.clone(), e.to_string()))?
         };
         let policy = Arc::new(policy);
+        let tokens = Tokens::parse(&std::env::var(API_TOKENS_ENV).unwrap_or_default())
+            .map_err(|e| AppError::Http(format!("{API_TOKENS_ENV}: {e}")))?;
+        let h = &settings.http;
+        if h.enabled && tokens.is_empty() {
+            let host = h.address.rsplit_once(':').map_or("", |(host, _)| host);
+            if !crate::settings::is_loopback(host) {
+                return Err(AppError::Http(format!(
+                    "http.address {} is not loopback and {API_TOKENS_ENV} is empty: set tokens before exposing the API",
+                    h.address
+                )));
+            }
+        }
+        let events = h.enabled && !h.webhook_url.is_empty();
+        if events && std::env::var_os(WEBHOOK_SECRET_ENV).is_none() {
+            return Err(AppError::Http(format!(
+                "http.webhook_url is set but {WEBHOOK_SECRET_ENV} is not: webhooks are always signed"
+            )));
+        }
         let store = Arc::new(Store::open(&settings.store.path)?);
         let e = &settings.email;
         let templates = (!e.templates.is_empty()).then(|| PathBuf::from(&e.templates));
@@ -66,6 +93,8 @@ impl App {
                 per_thread: e.replies_per_thread_per_hour,
                 per_sender: e.replies_per_sender_per_hour,
             },
+            events,
+            latency: Default::default(),
         });
         let labeling = Labeling {
             keywords: e.imap.keywords,
@@ -75,7 +104,7 @@ impl App {
                 .then(|| e.imap.quarantine_folder.clone()),
         };
         let email = Arc::new(EmailChannel {
-            intake,
+            intake: intake.clone(),
             writer,
             max_bytes: e.max_message_bytes,
             labeling,
@@ -84,7 +113,9 @@ impl App {
             settings,
             policy,
             store,
+            intake,
             email,
+            tokens,
         })
     }
 
@@ -147,6 +178,50 @@ impl App {
                     )));
                 }
                 Inbound::None => {}
+            }
+        }
+        let h = &self.settings.http;
+        if h.enabled {
+            let listener = tokio::net::TcpListener::bind(&h.address)
+                .await
+                .map_err(|e| AppError::Http(format!("cannot listen on {}: {e}", h.address)))?;
+            let state = Arc::new(HttpState {
+                intake: self.intake.clone(),
+                tokens: self.tokens.clone(),
+                inbound_secret: std::env::var(INBOUND_SECRET_ENV)
+                    .ok()
+                    .map(String::into_bytes),
+                max_body_bytes: h.max_body_bytes,
+            });
+            let local = listener
+                .local_addr()
+                .map_err(|e| AppError::Http(e.to_string()))?;
+            tracing::info!(address = %local, "HTTP API and queue page listening");
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = http::serve(listener, state, shutdown).await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            }));
+            if !h.webhook_url.is_empty() {
+                let secret = std::env::var(WEBHOOK_SECRET_ENV)
+                    .unwrap_or_default()
+                    .into_bytes();
+                let webhook = Webhook::new(
+                    &h.webhook_url,
+                    secret,
+                    Duration::from_secs(h.webhook_timeout_seconds),
+                    self.settings.email.retry.clone(),
+                )
+                .map_err(AppError::Http)?;
+                tasks.push(tokio::spawn(webhook::run(
+                    self.store.clone(),
+                    webhook,
+                    stop_rx.clone(),
+                )));
             }
         }
         tracing::info!(store = %self.settings.store.path.display(), "firstline is serving");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::json;
 
+use crate::metrics::Latency;
 use crate::store::{self, Store, StoreError, now};
 use crate::triage::{self, Decision, Facts, Policy};
 
@@ -30,6 +31,9 @@ pub struct Inbound {
     pub automatic: Option<String>,
     /// A ticket the message names (the token in an email subject).
     pub ticket_hint: Option<i64>,
+    /// The channel's own key for the conversation (a helpdesk's ticket id, a chat thread):
+    /// messages with the same key are one ticket.
+    pub thread_key: Option<String>,
     /// Channel message ids this message answers (In-Reply-To, References), newest last.
     pub references: Vec<String>,
     /// The channel's cursor, advanced in the same transaction: (key, value).
@@ -96,6 +100,35 @@ pub struct Intake {
     pub policy: Arc<Policy>,
     pub store: Arc<Store>,
     pub limits: ReplyLimits,
+    /// Queue an outbound webhook event for every decision and every change.
+    pub events: bool,
+    pub latency: Arc<Latency>,
+}
+
+/// The outbox channel of webhook events.
+pub const EVENTS: &str = "webhook";
+
+/// An agent's override, as recorded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Override {
+    pub ticket_id: i64,
+    pub from: u8,
+    pub to: u8,
+    pub proposed: u8,
+    pub reason: String,
+    pub agent: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    #[error("no ticket {0}")]
+    NoTicket(i64),
+    #[error("severity {0} is not a level of the policy")]
+    BadLevel(u8),
+    #[error("a reason is required")]
+    NoReason,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Intake {
@@ -106,7 +139,8 @@ impl Intake {
         inbound: &Inbound,
         outputs: impl FnOnce(&Context) -> Vec<NewOutbox>,
     ) -> Result<Received, StoreError> {
-        self.store.write(|tx| {
+        let started = std::time::Instant::now();
+        let out = self.store.write(|tx| {
             if let Some(ticket_id) = duplicate_of(tx, inbound)? {
                 if let Some((key, value)) = &inbound.cursor {
                     store::set_cursor(tx, &inbound.channel, key, value)?;
@@ -228,6 +262,21 @@ impl Intake {
             if let Some((key, value)) = &inbound.cursor {
                 store::set_cursor(tx, &inbound.channel, key, value)?;
             }
+            if self.events {
+                let event = json!({
+                    "event": "decision",
+                    "ticket": ticket_id,
+                    "channel": inbound.channel,
+                    "new_ticket": new_ticket,
+                    "severity": severity,
+                    "previous_severity": previous,
+                    "changed": previous.is_some_and(|p| p != severity),
+                    "reason": reason,
+                    "decision": decision.to_json(None),
+                    "at": now(),
+                });
+                queue_event(tx, ticket_id, &event)?;
+            }
             Ok(Received::Triaged(Box::new(Receipt {
                 ticket_id,
                 new_ticket,
@@ -237,7 +286,84 @@ impl Intake {
                 reply: reply_note,
                 queued,
             })))
-        })
+        });
+        if matches!(out, Ok(Received::Triaged(_))) {
+            self.latency.observe(started.elapsed());
+        }
+        out
+    }
+
+    /// Records an agent's override: it sets the ticket's severity until another override,
+    /// and no automatic re-triage undoes it. Returns what was recorded.
+    pub fn override_severity(
+        &self,
+        ticket_id: i64,
+        to: u8,
+        reason: &str,
+        agent: &str,
+        channel: &str,
+    ) -> Result<Override, OverrideError> {
+        if !self.policy.level_names.contains_key(&to) {
+            return Err(OverrideError::BadLevel(to));
+        }
+        if reason.trim().is_empty() {
+            return Err(OverrideError::NoReason);
+        }
+        let events = self.events;
+        let result = self.store.write(|tx| {
+            let row: Option<(u8, Option<u8>, String)> = tx
+                .query_row(
+                    "SELECT severity, override_severity, rule FROM tickets WHERE id = ?1",
+                    params![ticket_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((proposed, current, rule)) = row else {
+                return Ok(None);
+            };
+            let from = current.unwrap_or(proposed);
+            tx.execute(
+                "INSERT INTO overrides (ticket_id, from_severity, to_severity, proposed_severity,
+                                        reason, agent, channel, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![ticket_id, from, to, proposed, reason, agent, channel, now()],
+            )?;
+            tx.execute(
+                "UPDATE tickets SET override_severity = ?2, updated_at = ?3 WHERE id = ?1",
+                params![ticket_id, to, now()],
+            )?;
+            let why = format!("agent override by {agent} ({channel}): {reason}");
+            tx.execute(
+                "INSERT INTO decisions (ticket_id, message_id, severity, previous_severity, rule,
+                                        rationale, reason, reply, decision, created_at)
+                 VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, 'not answered: agent override', '{}', ?7)",
+                params![ticket_id, to, from, rule, reason, why, now()],
+            )?;
+            if events {
+                let event = json!({
+                    "event": "override",
+                    "ticket": ticket_id,
+                    "severity": to,
+                    "previous_severity": from,
+                    "proposed_severity": proposed,
+                    "changed": from != to,
+                    "reason": reason,
+                    "agent": agent,
+                    "channel": channel,
+                    "at": now(),
+                });
+                queue_event(tx, ticket_id, &event)?;
+            }
+            Ok(Some(Override {
+                ticket_id,
+                from,
+                to,
+                proposed,
+                reason: reason.to_string(),
+                agent: agent.to_string(),
+            }))
+        })?;
+        result.ok_or(OverrideError::NoTicket(ticket_id))
     }
 
     /// Whether this message may be answered: never a machine's; in a thread only when the
@@ -285,6 +411,24 @@ impl Intake {
     }
 }
 
+/// Queues a webhook event in the outbox, in the caller's transaction.
+fn queue_event(
+    tx: &Transaction,
+    ticket_id: i64,
+    event: &serde_json::Value,
+) -> Result<(), StoreError> {
+    store::insert_outbox(
+        tx,
+        Some(ticket_id),
+        EVENTS,
+        "event",
+        None,
+        None,
+        event.to_string().as_bytes(),
+    )?;
+    Ok(())
+}
+
 /// The ticket of an already-recorded message with the same source or message id.
 fn duplicate_of(tx: &Transaction, inbound: &Inbound) -> Result<Option<Option<i64>>, StoreError> {
     let by_source: Option<i64> = tx
@@ -323,6 +467,18 @@ fn duplicate_of(tx: &Transaction, inbound: &Inbound) -> Result<Option<Option<i64
 /// The ticket a message belongs to: the one it names, else the one holding a message (or a
 /// reply of ours) it answers, newest reference first.
 fn find_ticket(tx: &Transaction, inbound: &Inbound) -> Result<Option<i64>, StoreError> {
+    if let Some(key) = &inbound.thread_key {
+        let found: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM tickets WHERE channel = ?1 AND thread_key = ?2",
+                params![inbound.channel, key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
     if let Some(id) = inbound.ticket_hint {
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM tickets WHERE id = ?1 AND channel = ?2)",
@@ -354,9 +510,15 @@ fn find_ticket(tx: &Transaction, inbound: &Inbound) -> Result<Option<i64>, Store
 fn create_ticket(tx: &Transaction, inbound: &Inbound) -> Result<i64, StoreError> {
     tx.execute(
         "INSERT INTO tickets (channel, subject, customer, severity, rule, facts, labels,
-                              questions, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 0, '', '{}', '[]', '[]', ?4, ?4)",
-        params![inbound.channel, inbound.subject, inbound.sender, now()],
+                              questions, created_at, updated_at, thread_key)
+         VALUES (?1, ?2, ?3, 0, '', '{}', '[]', '[]', ?4, ?4, ?5)",
+        params![
+            inbound.channel,
+            inbound.subject,
+            inbound.sender,
+            now(),
+            inbound.thread_key
+        ],
     )?;
     Ok(tx.last_insert_rowid())
 }

@@ -15,6 +15,7 @@ pub mod channels;
 pub mod eval;
 pub mod input;
 pub mod intake;
+pub mod metrics;
 pub mod settings;
 pub mod store;
 pub mod triage;

@@ -25,7 +25,7 @@ const EXIT_BAD_INPUT: u8 = 2;
     name = "firstline",
     version,
     about = "First-line support triage: proposes the severity your written policy gives a customer message, with the evidence and the questions to ask.",
-    after_help = "Examples:\n  firstline serve\n  firstline ingest fixtures/email/server-down.eml\n  firstline tickets --severity 1\n  firstline classify fixtures/email/server-down.eml\n  echo 'prod HN pcs3 down!!! all CTs offline' | firstline classify --json\n  firstline eval fixtures/triage/dev.jsonl fixtures/triage/test.jsonl --min-accuracy 95\n  firstline check-config --policy my-policy.toml\n\nExit codes: 0 success, 1 a check failed (eval below the bar, invalid policy), 2 bad input or usage."
+    after_help = "Examples:\n  firstline serve\n  firstline ingest fixtures/email/server-down.eml\n  firstline tickets --severity 1\n  firstline report --days 7\n  firstline classify fixtures/email/server-down.eml\n  echo 'prod HN pcs3 down!!! all CTs offline' | firstline classify --json\n  firstline eval fixtures/triage/dev.jsonl fixtures/triage/test.jsonl --min-accuracy 95\n  firstline check-config --policy my-policy.toml\n\nExit codes: 0 success, 1 a check failed (eval below the bar, invalid policy), 2 bad input or usage."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -65,6 +65,19 @@ enum Command {
     Ingest {
         /// The raw message; `-` or nothing reads standard input.
         file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Agreement between the severity firstline proposed and the final one (an agent's
+    /// override is the ground truth), per proposed level, over a time window.
+    #[command(after_help = "Examples:\n  firstline report\n  firstline report --days 7 --json")]
+    Report {
+        /// Tickets created in the last DAYS days.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3650))]
+        days: i64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -261,6 +274,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::from(EXIT_TEMPFAIL))
                 }
             }
+        }
+        Command::Report { days, json, config } => {
+            let app = match load_app(&config) {
+                Ok(a) => a,
+                Err(code) => return Ok(code),
+            };
+            let r = firstline::channels::http::page::report(&app.store, days)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "Last {days} days: {} of {} tickets kept firstline's severity ({}%).",
+                r["kept"], r["tickets"], r["agreement"]
+            );
+            if let Some(levels) = r["levels"].as_array().filter(|l| !l.is_empty()) {
+                println!("proposed  tickets  kept  agreement  final levels");
+                for l in levels {
+                    let finals: Vec<String> = l["final"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}:{v}"))
+                        .collect();
+                    println!(
+                        "{:>8}  {:>7}  {:>4}  {:>8}%  {}",
+                        l["proposed"].to_string(),
+                        l["tickets"].to_string(),
+                        l["kept"].to_string(),
+                        l["agreement"].to_string(),
+                        finals.join(" ")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Tickets {
             severity,

@@ -14,6 +14,9 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Environment variables holding secrets (never read from a file).
 pub const IMAP_PASSWORD_ENV: &str = "FIRSTLINE_IMAP_PASSWORD";
 pub const SMTP_PASSWORD_ENV: &str = "FIRSTLINE_SMTP_PASSWORD";
+pub const API_TOKENS_ENV: &str = "FIRSTLINE_API_TOKENS";
+pub const INBOUND_SECRET_ENV: &str = "FIRSTLINE_INBOUND_SECRET";
+pub const WEBHOOK_SECRET_ENV: &str = "FIRSTLINE_WEBHOOK_SECRET";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -28,7 +31,18 @@ pub enum SettingsError {
 pub struct Settings {
     pub store: StoreSettings,
     pub policy: PolicySettings,
+    pub http: HttpSettings,
     pub email: EmailSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub enabled: bool,
+    pub address: String,
+    pub max_body_bytes: usize,
+    pub webhook_url: String,
+    pub webhook_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,7 +152,7 @@ pub struct RetrySettings {
     pub max_attempts: u32,
 }
 
-fn is_loopback(host: &str) -> bool {
+pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .trim_matches(['[', ']'])
@@ -184,6 +198,24 @@ impl Settings {
     /// Every inconsistency at once.
     fn validate(&self) -> Result<(), SettingsError> {
         let mut errors = Vec::new();
+        let h = &self.http;
+        if h.enabled {
+            if h.address.parse::<std::net::SocketAddr>().is_err() {
+                errors.push(format!(
+                    "http.address {:?} is not an address:port such as 127.0.0.1:8025",
+                    h.address
+                ));
+            }
+            let scheme_ok = ["http://", "https://"]
+                .iter()
+                .any(|p| h.webhook_url.starts_with(p));
+            if !h.webhook_url.is_empty() && !scheme_ok {
+                errors.push(format!(
+                    "http.webhook_url {:?} must start with http:// or https://",
+                    h.webhook_url
+                ));
+            }
+        }
         let e = &self.email;
         if e.enabled {
             if !e.address.contains('@') {

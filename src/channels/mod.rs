@@ -1,3 +1,4 @@
 //! Channels: each turns a protocol into messages for triage and decisions back into the protocol.
 
 pub mod email;
+pub mod http;

@@ -1,6 +1,10 @@
 //! The store: one SQLite file holding what must survive a crash — tickets, messages, facts,
 //! decisions, the outbox, channel cursors and the quarantine. Migrations run at open.
 
+mod queue;
+
+pub use queue::{TicketFilter, report_rows};
+
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -27,7 +31,8 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tickets (
     id INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
@@ -113,7 +118,28 @@ CREATE TABLE quarantine (
     created_at INTEGER NOT NULL,
     UNIQUE (channel, source)
 );
-"#];
+"#,
+    r#"
+-- A channel's own thread key (a helpdesk's ticket id, a chat thread id).
+ALTER TABLE tickets ADD COLUMN thread_key TEXT;
+CREATE UNIQUE INDEX tickets_thread_key ON tickets (channel, thread_key)
+    WHERE thread_key IS NOT NULL;
+-- Agents' overrides: the ground truth the accuracy report compares with.
+CREATE TABLE overrides (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    from_severity INTEGER NOT NULL,
+    to_severity INTEGER NOT NULL,
+    -- firstline's own proposal at the time of the override.
+    proposed_severity INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX overrides_ticket ON overrides (ticket_id);
+"#,
+];
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
@@ -130,7 +156,10 @@ pub struct TicketRow {
     pub channel: String,
     pub subject: Option<String>,
     pub customer: Option<String>,
+    /// The ticket's severity: an agent's override when there is one, else firstline's.
     pub severity: u8,
+    /// firstline's own proposal (the latest automatic decision).
+    pub proposed_severity: u8,
     pub rule: String,
     pub override_severity: Option<u8>,
     pub status: String,
@@ -283,37 +312,11 @@ impl Store {
 
     /// The queue: open tickets, most severe first, then oldest first.
     pub fn tickets(&self, severity: Option<u8>) -> Result<Vec<TicketRow>> {
-        self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT t.id, t.channel, t.subject, t.customer,
-                        COALESCE(t.override_severity, t.severity), t.rule, t.override_severity,
-                        t.status, t.labels, t.questions,
-                        (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id),
-                        t.created_at, t.updated_at
-                 FROM tickets t
-                 WHERE ?1 IS NULL OR COALESCE(t.override_severity, t.severity) = ?1
-                 ORDER BY COALESCE(t.override_severity, t.severity), t.created_at, t.id",
-            )?;
-            let rows = st.query_map(params![severity], |r| {
-                let json = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
-                Ok(TicketRow {
-                    id: r.get(0)?,
-                    channel: r.get(1)?,
-                    subject: r.get(2)?,
-                    customer: r.get(3)?,
-                    severity: r.get(4)?,
-                    rule: r.get(5)?,
-                    override_severity: r.get(6)?,
-                    status: r.get(7)?,
-                    labels: json(r.get(8)?),
-                    questions: json(r.get(9)?),
-                    messages: r.get(10)?,
-                    created_at: r.get(11)?,
-                    updated_at: r.get(12)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
+        let filter = TicketFilter {
+            severity,
+            ..TicketFilter::default()
+        };
+        Ok(self.tickets_page(&filter)?.0)
     }
 
     /// Outbox work of a channel that is due now: pending rows whose time has come, and rows

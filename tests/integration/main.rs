@@ -3,6 +3,7 @@
 //! checker (`policy_check`).
 
 mod accuracy;
+mod api;
 mod cli;
 mod desk;
 mod email;

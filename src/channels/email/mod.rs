@@ -120,6 +120,7 @@ impl EmailChannel {
                 .and_then(|s| self.writer.ticket_in_subject(s)),
             references,
             cursor,
+            thread_key: None,
         };
         let policy = self.intake.policy.clone();
         let mut render_error = None;
