@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use crate::channels::discord;
 use crate::channels::email::reply::ReplyWriter;
 use crate::channels::email::{self, EmailChannel, Handled, Labeling, maildir, send};
 use crate::channels::http::auth::Tokens;
@@ -29,6 +30,8 @@ pub enum AppError {
     Email(String),
     #[error("http: {0}")]
     Http(String),
+    #[error("discord: {0}")]
+    Discord(String),
 }
 
 /// Everything `serve` and `ingest` run on.
@@ -69,8 +72,23 @@ impl App {
                 )));
             }
         }
-        let events = h.enabled && !h.webhook_url.is_empty();
-        if events && std::env::var_os(WEBHOOK_SECRET_ENV).is_none() {
+        if settings.discord.enabled
+            && std::env::var_os(crate::settings::DISCORD_TOKEN_ENV).is_none()
+        {
+            return Err(AppError::Discord(format!(
+                "discord.enabled but {} is not set: the bot token comes from the environment",
+                crate::settings::DISCORD_TOKEN_ENV
+            )));
+        }
+        let mut events = Vec::new();
+        if h.enabled && !h.webhook_url.is_empty() {
+            events.push(crate::intake::EVENTS);
+        }
+        if settings.discord.enabled && settings.discord.triage_channel != 0 {
+            events.push(crate::intake::AGENT_ROOM);
+        }
+        if events.contains(&crate::intake::EVENTS) && std::env::var_os(WEBHOOK_SECRET_ENV).is_none()
+        {
             return Err(AppError::Http(format!(
                 "http.webhook_url is set but {WEBHOOK_SECRET_ENV} is not: webhooks are always signed"
             )));
@@ -223,6 +241,26 @@ impl App {
                     stop_rx.clone(),
                 )));
             }
+        }
+        let d = &self.settings.discord;
+        if d.enabled {
+            let http = discord::http_client(d).map_err(AppError::Discord)?;
+            let channel = Arc::new(discord::Discord::new(
+                self.intake.clone(),
+                d.clone(),
+                &self.settings.email.ticket_prefix,
+            ));
+            tracing::info!(
+                channels = d.support_channels.len(),
+                room = d.triage_channel,
+                "starting the Discord channel"
+            );
+            tasks.push(tokio::spawn(discord::run(
+                channel,
+                http,
+                self.settings.email.retry.clone(),
+                stop_rx.clone(),
+            )));
         }
         tracing::info!(store = %self.settings.store.path.display(), "firstline is serving");
         shutdown.await;

@@ -100,13 +100,16 @@ pub struct Intake {
     pub policy: Arc<Policy>,
     pub store: Arc<Store>,
     pub limits: ReplyLimits,
-    /// Queue an outbound webhook event for every decision and every change.
-    pub events: bool,
+    /// Outbox channels that get an event for every decision and every change (the webhook,
+    /// the agents' chat room).
+    pub events: Vec<&'static str>,
     pub latency: Arc<Latency>,
 }
 
 /// The outbox channel of webhook events.
 pub const EVENTS: &str = "webhook";
+/// The outbox channel of the agents' chat room (ticket cards posted and updated in place).
+pub const AGENT_ROOM: &str = "discord-agents";
 
 /// An agent's override, as recorded.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -262,7 +265,7 @@ impl Intake {
             if let Some((key, value)) = &inbound.cursor {
                 store::set_cursor(tx, &inbound.channel, key, value)?;
             }
-            if self.events {
+            if !self.events.is_empty() {
                 let event = json!({
                     "event": "decision",
                     "ticket": ticket_id,
@@ -275,7 +278,7 @@ impl Intake {
                     "decision": decision.to_json(None),
                     "at": now(),
                 });
-                queue_event(tx, ticket_id, &event)?;
+                queue_event(tx, &self.events, ticket_id, &event)?;
             }
             Ok(Received::Triaged(Box::new(Receipt {
                 ticket_id,
@@ -309,7 +312,7 @@ impl Intake {
         if reason.trim().is_empty() {
             return Err(OverrideError::NoReason);
         }
-        let events = self.events;
+        let events = &self.events;
         let result = self.store.write(|tx| {
             let row: Option<(u8, Option<u8>, String)> = tx
                 .query_row(
@@ -339,7 +342,7 @@ impl Intake {
                  VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, 'not answered: agent override', '{}', ?7)",
                 params![ticket_id, to, from, rule, reason, why, now()],
             )?;
-            if events {
+            if !events.is_empty() {
                 let event = json!({
                     "event": "override",
                     "ticket": ticket_id,
@@ -352,7 +355,7 @@ impl Intake {
                     "channel": channel,
                     "at": now(),
                 });
-                queue_event(tx, ticket_id, &event)?;
+                queue_event(tx, events, ticket_id, &event)?;
             }
             Ok(Some(Override {
                 ticket_id,
@@ -411,21 +414,25 @@ impl Intake {
     }
 }
 
-/// Queues a webhook event in the outbox, in the caller's transaction.
+/// Queues an event for every sink in the outbox, in the caller's transaction.
 fn queue_event(
     tx: &Transaction,
+    sinks: &[&str],
     ticket_id: i64,
     event: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    store::insert_outbox(
-        tx,
-        Some(ticket_id),
-        EVENTS,
-        "event",
-        None,
-        None,
-        event.to_string().as_bytes(),
-    )?;
+    let payload = event.to_string();
+    for sink in sinks {
+        store::insert_outbox(
+            tx,
+            Some(ticket_id),
+            sink,
+            "event",
+            None,
+            None,
+            payload.as_bytes(),
+        )?;
+    }
     Ok(())
 }
 

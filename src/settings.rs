@@ -17,6 +17,7 @@ pub const SMTP_PASSWORD_ENV: &str = "FIRSTLINE_SMTP_PASSWORD";
 pub const API_TOKENS_ENV: &str = "FIRSTLINE_API_TOKENS";
 pub const INBOUND_SECRET_ENV: &str = "FIRSTLINE_INBOUND_SECRET";
 pub const WEBHOOK_SECRET_ENV: &str = "FIRSTLINE_WEBHOOK_SECRET";
+pub const DISCORD_TOKEN_ENV: &str = "FIRSTLINE_DISCORD_TOKEN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -33,6 +34,18 @@ pub struct Settings {
     pub policy: PolicySettings,
     pub http: HttpSettings,
     pub email: EmailSettings,
+    pub discord: DiscordSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordSettings {
+    pub enabled: bool,
+    pub support_channels: Vec<u64>,
+    pub triage_channel: u64,
+    pub guild: u64,
+    pub agent_role: u64,
+    pub api_proxy: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +194,8 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("discord.support_channels")
                 .source(Some(vars)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -283,6 +298,21 @@ impl Settings {
             }
             if e.retry.first_seconds == 0 || e.retry.max_attempts == 0 {
                 errors.push("email.retry: first_seconds and max_attempts must be > 0".into());
+            }
+        }
+        let d = &self.discord;
+        if d.enabled {
+            if d.support_channels.is_empty() && d.triage_channel == 0 && d.guild == 0 {
+                errors.push(
+                    "discord.enabled but no support_channels, triage_channel or guild: nothing to do"
+                        .into(),
+                );
+            }
+            if !d.api_proxy.is_empty() && !d.api_proxy.starts_with("http") {
+                errors.push(format!(
+                    "discord.api_proxy {:?} is not an http(s) URL",
+                    d.api_proxy
+                ));
             }
         }
         if errors.is_empty() {

@@ -181,6 +181,18 @@ impl Store {
         })
     }
 
+    /// The ticket a channel's thread key belongs to.
+    pub fn ticket_by_thread_key(&self, channel: &str, key: &str) -> Result<Option<i64>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT id FROM tickets WHERE channel = ?1 AND thread_key = ?2",
+                params![channel, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
     /// A number that changes whenever the queue changes (a decision or an override was
     /// recorded): what the queue page polls to know when to refresh.
     pub fn queue_version(&self) -> Result<i64> {

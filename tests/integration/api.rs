@@ -40,7 +40,11 @@ async fn start(tokens: &str, inbound_secret: Option<&str>, events: bool) -> Serv
             per_thread: 3,
             per_sender: 5,
         },
-        events,
+        events: if events {
+            vec![firstline::intake::EVENTS]
+        } else {
+            Vec::new()
+        },
         latency: Default::default(),
     });
     let state = Arc::new(HttpState {

@@ -115,6 +115,9 @@ impl Serve {
             .arg("serve")
             .args(args)
             .env_remove("FIRSTLINE_CONFIG")
+            // Tests run side by side: each HTTP server on a port of its own (a test that
+            // needs to know the port sets the address itself).
+            .env("FIRSTLINE__HTTP__ADDRESS", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -4,6 +4,7 @@
 
 mod accuracy;
 mod api;
+mod browser;
 mod cli;
 mod desk;
 mod email;
