@@ -41,6 +41,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct DiscordSettings {
     pub enabled: bool,
+    #[serde(deserialize_with = "channel_ids")]
     pub support_channels: Vec<u64>,
     pub triage_channel: u64,
     pub guild: u64,
@@ -165,6 +166,46 @@ pub struct RetrySettings {
     pub max_attempts: u32,
 }
 
+/// Discord ids: a list, or (from the environment) one id or ids separated by commas.
+fn channel_ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(u64),
+        Text(String),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ids {
+        Many(Vec<Id>),
+        One(Id),
+    }
+    let parse = |id: Id| -> Result<Vec<u64>, D::Error> {
+        match id {
+            Id::Number(n) => Ok(vec![n]),
+            Id::Text(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<u64>()
+                        .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a Discord id")))
+                })
+                .collect(),
+        }
+    };
+    match Ids::deserialize(d)? {
+        Ids::One(id) => parse(id),
+        Ids::Many(ids) => {
+            let mut out = Vec::new();
+            for id in ids {
+                out.extend(parse(id)?);
+            }
+            Ok(out)
+        }
+    }
+}
+
 pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
@@ -194,8 +235,6 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("discord.support_channels")
                 .source(Some(vars)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -362,6 +401,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("pasword"), "{err}");
+    }
+
+    #[test]
+    fn discord_channel_ids_come_as_one_or_many() {
+        for (value, expect) in [("100", vec![100]), ("100,200", vec![100, 200])] {
+            let s = Settings::load_from(
+                None,
+                env(&[("FIRSTLINE__DISCORD__SUPPORT_CHANNELS", value)]),
+            )
+            .unwrap();
+            assert_eq!(s.discord.support_channels, expect, "{value}");
+        }
+        let err = Settings::load_from(
+            None,
+            env(&[("FIRSTLINE__DISCORD__SUPPORT_CHANNELS", "1,x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("support_channels") || err.contains("Discord id"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,10 +5,12 @@
 mod accuracy;
 mod api;
 mod browser;
+mod chat;
 mod cli;
 mod desk;
 mod email;
 mod engine;
+mod fake_discord;
 mod golden;
 mod mailbox;
 mod phrases;
