@@ -584,6 +584,9 @@ fn render_decision(policy: &Policy, facts: &Facts, d: &Decision, color: bool) ->
             n.from, n.to, n.id
         ));
     }
+    if d.language != firstline::triage::lang::BASE {
+        s.push_str(&format!("  language: {}\n", d.language));
+    }
     s.push_str(&format!("\nWhy: {}\n", d.rationale));
     if !d.attributes.is_empty() {
         s.push_str("\nFacts:\n");

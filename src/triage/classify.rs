@@ -38,6 +38,10 @@ pub struct Decision {
     /// Step A's level and the notes that moved it (shown to people, not in the JSON contract).
     #[serde(skip)]
     pub base_level: u8,
+    /// The language the rationale and questions are written in (the customer's, when the
+    /// policy has a pack for it; else English).
+    #[serde(skip)]
+    pub language: String,
     #[serde(skip)]
     pub notes: Vec<AppliedNote>,
 }
@@ -80,7 +84,11 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
     let base_level = rule.level;
     let mut level = base_level;
     let mut notes = Vec::new();
-    let mut rationale = rule.rationale.trim().to_string();
+    let lang = facts.language.as_str();
+    let translated = |base: &String, translations: &std::collections::HashMap<String, String>| {
+        translations.get(lang).unwrap_or(base).trim().to_string()
+    };
+    let mut rationale = translated(&rule.rationale, &rule.translations);
     for note in &policy.notes {
         if !note.from.contains(&level) || (!note.rules.is_empty() && !note.rules.contains(&rule.id))
         {
@@ -98,7 +106,7 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
                 to: note.to,
             });
             rationale.push(' ');
-            rationale.push_str(note.rationale.trim());
+            rationale.push_str(&translated(&note.rationale, &note.translations));
             level = note.to;
         }
     }
@@ -114,7 +122,7 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
         .filter(|q| holds(policy, &q.when, facts, outcome))
         .map(|q| Question {
             id: q.id.clone(),
-            text: q.text.clone(),
+            text: translated(&q.text, &q.translations),
         })
         .collect();
 
@@ -164,6 +172,7 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
         labels,
         confidence: confidence(policy, rule, facts, notes.len()),
         base_level,
+        language: facts.language.clone(),
         notes,
     }
 }

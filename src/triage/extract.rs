@@ -69,6 +69,7 @@ pub fn extract_normalized(policy: &Policy, norm: Normalized) -> Facts {
     });
 
     let mut facts = Facts::empty(policy);
+    facts.language = super::lang::detect(policy, &norm);
     let own = resolve(
         policy,
         &norm,

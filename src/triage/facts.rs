@@ -70,6 +70,8 @@ pub struct Facts {
     pub text: String,
     /// Whether anything in the sender's own words (or the quoted fallback) was a fact.
     pub found_any: bool,
+    /// The language of the sender's words (ISO 639-1; "en" when unsure or unknown).
+    pub language: String,
 }
 
 impl Facts {
@@ -78,6 +80,7 @@ impl Facts {
             slots: vec![None; policy.attributes.len()],
             text: String::new(),
             found_any: false,
+            language: super::lang::BASE.to_string(),
         }
     }
 
@@ -145,6 +148,8 @@ impl Facts {
             }
         }
         self.found_any |= later.found_any;
+        // The customer's latest message says which language to answer in.
+        self.language = later.language.clone();
         // Evidence now comes from several messages, each with offsets into its own text.
         self.text.clear();
     }

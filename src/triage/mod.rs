@@ -10,6 +10,7 @@ pub mod classify;
 pub mod expr;
 pub mod extract;
 pub mod facts;
+pub mod lang;
 pub mod policy;
 pub mod text;
 

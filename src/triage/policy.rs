@@ -19,6 +19,31 @@ use super::expr::{self, CmpOp, Expr};
 pub const EMBEDDED_POLICY: &str = include_str!("../../config/policy.toml");
 pub const EMBEDDED_POLICY_NAME: &str = "config/policy.toml (embedded)";
 
+/// The language packs shipped with firstline, by the path the policy names them with.
+pub const EMBEDDED_PACKS: &[(&str, &str)] = &[
+    ("lang/de.toml", include_str!("../../config/lang/de.toml")),
+    ("lang/fr.toml", include_str!("../../config/lang/fr.toml")),
+    ("lang/es.toml", include_str!("../../config/lang/es.toml")),
+    ("lang/ru.toml", include_str!("../../config/lang/ru.toml")),
+    ("lang/zh.toml", include_str!("../../config/lang/zh.toml")),
+];
+
+/// Which language packs to compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packs {
+    /// Every pack the policy lists.
+    All,
+    /// None: the base (English) vocabulary only (to measure what the packs cost).
+    None,
+}
+
+/// A pack read and parsed, with where it came from.
+struct LoadedPack {
+    file: String,
+    src: String,
+    raw: RawPack,
+}
+
 // ---------------------------------------------------------------------------------------------
 // The file as written.
 
@@ -57,6 +82,60 @@ struct RawMeta {
     /// Region for phone numbers written without an international prefix ("DE", "US"); empty: none.
     #[serde(default)]
     default_region: Option<Spanned<String>>,
+    /// Language packs: files (relative to this one) with the vocabulary, negation, time words,
+    /// question texts and rationales of one language each.
+    #[serde(default)]
+    languages: Vec<Spanned<String>>,
+}
+
+/// A language pack as written (`config/lang/xx.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPack {
+    language: RawLanguage,
+    #[serde(default)]
+    terms: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    negation: RawPackNegation,
+    #[serde(default)]
+    time: RawPackTime,
+    /// attribute → value → patterns, as `[attributes.NAME.match]` in the policy.
+    #[serde(default, rename = "match")]
+    patterns: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Vec<Spanned<RawPattern>>>>,
+    /// Question id → the question in this language.
+    #[serde(default)]
+    questions: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Rule or note id → its rationale in this language.
+    #[serde(default)]
+    rationales: BTreeMap<Spanned<String>, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLanguage {
+    /// ISO 639-1 code: "de", "fr", "es", "ru", "zh".
+    code: Spanned<String>,
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPackNegation {
+    #[serde(default)]
+    words: Vec<String>,
+    /// Added to what the `{neg}` slot accepts (in every pattern: mixed-language messages).
+    #[serde(default)]
+    slot: Option<Spanned<String>>,
+    #[serde(default)]
+    clause_breaks: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPackTime {
+    /// Added to [time] past.
+    #[serde(default)]
+    past: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,6 +426,8 @@ pub struct Pattern {
     /// The pattern has named groups: `neg…` (a `{neg}` slot: when filled, the statement is
     /// negated), `skip` (when it matched, the occurrence does not count), `num` (a phone number).
     pub has_groups: bool,
+    /// The language pack it came from (an index into [`Policy::languages`]); None: the base.
+    pub language: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -400,6 +481,8 @@ pub struct Rule {
     pub decides: bool,
     pub rationale: String,
     pub confidence: f64,
+    /// The rationale in other languages (language code → text).
+    pub translations: HashMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -411,6 +494,7 @@ pub struct Note {
     pub to: u8,
     pub rules: Vec<String>,
     pub rationale: String,
+    pub translations: HashMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -419,6 +503,15 @@ pub struct QuestionDef {
     pub at: usize,
     pub when: Cond,
     pub text: String,
+    /// The question in other languages (language code → text).
+    pub translations: HashMap<String, String>,
+}
+
+/// A language the policy reads, from a pack.
+#[derive(Debug, Clone)]
+pub struct Language {
+    pub code: String,
+    pub name: String,
 }
 
 #[derive(Debug)]
@@ -520,6 +613,8 @@ pub struct Policy {
     pub name: String,
     pub version: String,
     pub source: String,
+    /// The language packs compiled in (English is the base and is not listed).
+    pub languages: Vec<Language>,
     pub default_region: Option<phonenumber::country::Id>,
     pub level_names: BTreeMap<u8, String>,
     pub attributes: Vec<Attribute>,
@@ -563,22 +658,58 @@ impl Policy {
         Policy::from_toml(&src, &name)
     }
 
-    /// Compiles a policy from its TOML text; `file` names it in errors.
+    /// Compiles a policy from its TOML text with every language pack it lists; `file`
+    /// names it in errors, and packs are read relative to it (the embedded policy's packs
+    /// are embedded too).
     pub fn from_toml(src: &str, file: &str) -> Result<Policy, PolicyErrors> {
+        Policy::from_toml_with(src, file, Packs::All)
+    }
+
+    /// Compiles a policy, with or without its language packs.
+    pub fn from_toml_with(src: &str, file: &str, packs: Packs) -> Result<Policy, PolicyErrors> {
         let mut rep = Reporter {
             file,
             src,
             errors: Vec::new(),
         };
-        let Some(raw) = parse_collecting(src, &mut rep) else {
+        let Some(raw) = parse_collecting::<RawPolicy>(src, &mut rep) else {
             rep.errors.sort_by_key(|e| (e.line, e.column));
             return Err(PolicyErrors(rep.errors));
         };
-        let policy = compile(raw, &mut rep);
+        let mut loaded = Vec::new();
+        let mut pack_errors = Vec::new();
+        if packs == Packs::All {
+            for path in &raw.policy.languages {
+                let (name, text) = match read_pack(file, path.get_ref()) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        rep.spanned(path, e);
+                        continue;
+                    }
+                };
+                let mut prep = Reporter {
+                    file: &name,
+                    src: &text,
+                    errors: Vec::new(),
+                };
+                let parsed = parse_collecting::<RawPack>(&text, &mut prep);
+                pack_errors.append(&mut prep.errors);
+                if let Some(raw) = parsed {
+                    loaded.push(LoadedPack {
+                        file: name.clone(),
+                        src: text.clone(),
+                        raw,
+                    });
+                }
+            }
+        }
+        let policy = compile(raw, loaded, &mut rep, &mut pack_errors);
+        rep.errors.append(&mut pack_errors);
         if rep.errors.is_empty() {
             policy.ok_or(PolicyErrors(rep.errors))
         } else {
-            rep.errors.sort_by_key(|e| (e.line, e.column));
+            rep.errors
+                .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
             Err(PolicyErrors(rep.errors))
         }
     }
@@ -592,13 +723,91 @@ impl Policy {
     }
 }
 
+/// Compiles one pattern of `attribute` meaning `value`; errors go to `rep`.
+fn compile_pattern(
+    p: &Spanned<RawPattern>,
+    attribute: usize,
+    value: &MatchValue,
+    terms: &BTreeMap<String, Spanned<String>>,
+    slot: &str,
+    language: Option<usize>,
+    rep: &mut Reporter,
+) -> Option<Pattern> {
+    let (text, strength) = match p.get_ref() {
+        RawPattern::Plain(s) => (s, 1),
+        RawPattern::Full { pattern, strength } => (pattern, *strength),
+    };
+    let src = &Spanned::new(p.span(), text.clone());
+    if has_uppercase_literal(src.get_ref()) {
+        rep.spanned(src, "pattern has upper-case letters: messages are case-folded before matching, so it can never match; write it in lower case");
+    }
+    let (expanded, slots) = match expand(src.get_ref(), terms, slot) {
+        Ok(x) => x,
+        Err(e) => {
+            rep.spanned(src, e);
+            return None;
+        }
+    };
+    let expanded = super::text::fold_pattern(&expanded);
+    let regex = match Regex::new(&expanded) {
+        Ok(r) => r,
+        Err(e) => {
+            rep.spanned(src, format!("bad regex: {e}"));
+            return None;
+        }
+    };
+    if regex.is_match("") {
+        rep.spanned(
+            src,
+            "pattern matches empty text: it would fire on every message",
+        );
+    }
+    let has_groups = slots > 0 || regex.capture_names().flatten().next().is_some();
+    let (Ok(exact), Ok(anchored)) = (
+        Regex::new(&format!("^(?:{expanded})$")),
+        Regex::new(&format!("^(?:{expanded})")),
+    ) else {
+        rep.spanned(src, "pattern cannot be anchored");
+        return None;
+    };
+    Some(Pattern {
+        attribute,
+        value: value.clone(),
+        strength,
+        regex,
+        anchored,
+        exact,
+        has_groups,
+        language,
+    })
+}
+
+/// Reads a language pack named by a policy: from the embedded packs for the embedded policy,
+/// else from the file system relative to the policy file. Returns (name for errors, text).
+fn read_pack(policy_file: &str, path: &str) -> Result<(String, String), String> {
+    if policy_file == EMBEDDED_POLICY_NAME {
+        return EMBEDDED_PACKS
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(p, src)| (format!("config/{p} (embedded)"), src.to_string()))
+            .ok_or_else(|| format!("language pack '{path}' is not embedded in firstline"));
+    }
+    let base = Path::new(policy_file)
+        .parent()
+        .unwrap_or_else(|| Path::new("."));
+    let full = base.join(path);
+    std::fs::read_to_string(&full)
+        .map(|src| (full.display().to_string(), src))
+        .map_err(|e| format!("cannot read language pack {}: {e}", full.display()))
+}
+
 /// Most schema errors a policy can hold at once before we stop looking.
 const MAX_SCHEMA_ERRORS: usize = 50;
 
 /// Deserializes the file, collecting schema errors (unknown keys, wrong types) one by one:
 /// each offending line is blanked and the file read again, so that one run reports them
 /// all and the later checks still run. Blanking keeps every byte offset in place.
-fn parse_collecting(src: &str, rep: &mut Reporter) -> Option<RawPolicy> {
+fn parse_collecting<T: serde::de::DeserializeOwned>(src: &str, rep: &mut Reporter) -> Option<T> {
     // A syntax error makes everything after it unreadable: report it alone.
     if let Err(e) = src.parse::<toml::Table>() {
         rep.at(
@@ -610,7 +819,7 @@ fn parse_collecting(src: &str, rep: &mut Reporter) -> Option<RawPolicy> {
     let mut text = src.to_string();
     let mut blanked = Vec::new();
     for _ in 0..MAX_SCHEMA_ERRORS {
-        let e = match toml::from_str::<RawPolicy>(&text) {
+        let e = match toml::from_str::<T>(&text) {
             // When errors were reported already, what is left is still compiled so that its
             // problems show too; the caller refuses the policy either way.
             Ok(raw) => return Some(raw),
@@ -908,7 +1117,49 @@ impl Resolver<'_> {
     }
 }
 
-fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
+fn compile(
+    raw: RawPolicy,
+    packs: Vec<LoadedPack>,
+    rep: &mut Reporter,
+    pack_errors: &mut Vec<PolicyError>,
+) -> Option<Policy> {
+    // What `{neg}` accepts, and the terms: the base's and every pack's (mixed-language
+    // messages are common: every pattern accepts every language's negation slot).
+    let mut slot = raw.negation.slot.get_ref().clone();
+    let mut terms = raw.terms.clone();
+    let mut languages = Vec::new();
+    for pack in &packs {
+        let mut prep = Reporter {
+            file: &pack.file,
+            src: &pack.src,
+            errors: Vec::new(),
+        };
+        let code = pack.raw.language.code.get_ref();
+        if languages.iter().any(|l: &Language| &l.code == code) || code == "en" {
+            prep.spanned(
+                &pack.raw.language.code,
+                format!("language '{code}' is given twice (English is the base)"),
+            );
+        }
+        languages.push(Language {
+            code: code.clone(),
+            name: pack.raw.language.name.clone(),
+        });
+        if let Some(extra) = &pack.raw.negation.slot {
+            if let Err(e) = Regex::new(extra.get_ref()) {
+                prep.spanned(extra, format!("bad regex in [negation] slot: {e}"));
+            } else {
+                slot.push('|');
+                slot.push_str(extra.get_ref());
+            }
+        }
+        for (name, term) in &pack.raw.terms {
+            if terms.insert(name.clone(), term.clone()).is_some() {
+                prep.spanned(term, format!("term '{name}' is already defined"));
+            }
+        }
+        pack_errors.append(&mut prep.errors);
+    }
     // Levels.
     let mut level_names = BTreeMap::new();
     for l in &raw.levels {
@@ -929,8 +1180,8 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         }
     };
 
-    for (name, term) in &raw.terms {
-        match expand(term.get_ref(), &raw.terms, raw.negation.slot.get_ref()) {
+    for (name, term) in raw.terms.iter() {
+        match expand(term.get_ref(), &terms, &slot) {
             Ok((src, _)) => {
                 if let Err(e) = Regex::new(&src) {
                     rep.spanned(term, format!("bad regex in term '{name}': {e}"));
@@ -979,51 +1230,8 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                 );
             }
             for p in list {
-                let (text, strength) = match p.get_ref() {
-                    RawPattern::Plain(s) => (s, 1),
-                    RawPattern::Full { pattern, strength } => (pattern, *strength),
-                };
-                let src = &Spanned::new(p.span(), text.clone());
-                if has_uppercase_literal(src.get_ref()) {
-                    rep.spanned(src, "pattern has upper-case letters: messages are case-folded before matching, so it can never match; write it in lower case");
-                }
-                let (expanded, slots) =
-                    match expand(src.get_ref(), &raw.terms, raw.negation.slot.get_ref()) {
-                        Ok(x) => x,
-                        Err(e) => {
-                            rep.spanned(src, e);
-                            continue;
-                        }
-                    };
-                let expanded = super::text::fold_pattern(&expanded);
-                match Regex::new(&expanded) {
-                    Ok(regex) => {
-                        if regex.is_match("") {
-                            rep.spanned(
-                                src,
-                                "pattern matches empty text: it would fire on every message",
-                            );
-                        }
-                        let has_groups =
-                            slots > 0 || regex.capture_names().flatten().next().is_some();
-                        let (Ok(exact), Ok(anchored)) = (
-                            Regex::new(&format!("^(?:{expanded})$")),
-                            Regex::new(&format!("^(?:{expanded})")),
-                        ) else {
-                            rep.spanned(src, "pattern cannot be anchored");
-                            continue;
-                        };
-                        patterns.push(Pattern {
-                            attribute: i,
-                            value: mv.clone(),
-                            strength,
-                            regex,
-                            anchored,
-                            exact,
-                            has_groups,
-                        });
-                    }
-                    Err(e) => rep.spanned(src, format!("bad regex: {e}")),
+                if let Some(pattern) = compile_pattern(p, i, &mv, &terms, &slot, None, rep) {
+                    patterns.push(pattern);
                 }
             }
         }
@@ -1102,6 +1310,62 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
             quoted: sh.quoted,
             logs: sh.logs,
         });
+    }
+
+    // The packs' vocabulary: the same attributes and values as the base, other words.
+    for (li, pack) in packs.iter().enumerate() {
+        let mut prep = Reporter {
+            file: &pack.file,
+            src: &pack.src,
+            errors: Vec::new(),
+        };
+        for (name, values) in &pack.raw.patterns {
+            let Some(&i) = index.get(name.get_ref()) else {
+                prep.spanned(
+                    name,
+                    format!("'{}' is not an attribute of the policy", name.get_ref()),
+                );
+                continue;
+            };
+            let base_values: Vec<&String> = raw
+                .attributes
+                .iter()
+                .find(|(n, _)| n.get_ref() == name.get_ref())
+                .map(|(_, a)| a.patterns.keys().map(|k| k.get_ref()).collect())
+                .unwrap_or_default();
+            for (value, list) in values {
+                if !base_values.contains(&value.get_ref()) {
+                    prep.spanned(
+                        value,
+                        format!(
+                            "'{}' has no value '{}' in the policy (values: {})",
+                            name.get_ref(),
+                            value.get_ref(),
+                            base_values
+                                .iter()
+                                .map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    continue;
+                }
+                let mv = match attributes[i].kind {
+                    AttributeKind::Flag => MatchValue::Flag(value.get_ref() == "true"),
+                    AttributeKind::Value => MatchValue::Value(value.get_ref().clone()),
+                    AttributeKind::List => MatchValue::Item(value.get_ref().clone()),
+                    AttributeKind::Phone => MatchValue::Phone,
+                };
+                for p in list {
+                    if let Some(pattern) =
+                        compile_pattern(p, i, &mv, &terms, &slot, Some(li), &mut prep)
+                    {
+                        patterns.push(pattern);
+                    }
+                }
+            }
+        }
+        pack_errors.append(&mut prep.errors);
     }
 
     let anchors = match Anchors::build(&patterns) {
@@ -1205,6 +1469,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                 when,
                 decides: r.decides,
                 rationale: r.rationale.clone(),
+                translations: HashMap::new(),
                 confidence: r.confidence,
             }),
             Err(msg) => rep.spanned(&r.when, format!("rule {}: {msg}", r.id.get_ref())),
@@ -1212,13 +1477,14 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     }
     check_level(rep, &raw.default.level, "default");
     rule_ids.insert(raw.default.id.clone());
-    let default_rule = Rule {
+    let mut default_rule = Rule {
         id: raw.default.id.clone(),
         at: raw.default.level.span().start,
         level: *raw.default.level.get_ref(),
         when: Cond::Const(true),
         decides: false,
         rationale: raw.default.rationale.clone(),
+        translations: HashMap::new(),
         confidence: raw.default.confidence,
     };
 
@@ -1248,6 +1514,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                 to: *n.to.get_ref(),
                 rules: n.rules.iter().map(|r| r.get_ref().clone()).collect(),
                 rationale: n.rationale.clone(),
+                translations: HashMap::new(),
             }),
             Err(msg) => rep.spanned(&n.when, format!("note {}: {msg}", n.id.get_ref())),
         }
@@ -1271,9 +1538,44 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
                 at: q.when.span().start,
                 when,
                 text: q.text.get_ref().trim().to_string(),
+                translations: HashMap::new(),
             }),
             Err(msg) => rep.spanned(&q.when, format!("question {}: {msg}", q.id.get_ref())),
         }
+    }
+
+    // The packs' question texts and rationales.
+    for (pack, lang) in packs.iter().zip(&languages) {
+        let mut prep = Reporter {
+            file: &pack.file,
+            src: &pack.src,
+            errors: Vec::new(),
+        };
+        for (id, text) in &pack.raw.questions {
+            match questions.iter_mut().find(|q| &q.id == id.get_ref()) {
+                Some(q) => {
+                    q.translations
+                        .insert(lang.code.clone(), text.get_ref().trim().to_string());
+                }
+                None => prep.spanned(id, format!("no question '{}' in the policy", id.get_ref())),
+            }
+        }
+        for (id, text) in &pack.raw.rationales {
+            let text = text.trim().to_string();
+            if let Some(r) = rules.iter_mut().find(|r| &r.id == id.get_ref()) {
+                r.translations.insert(lang.code.clone(), text);
+            } else if default_rule.id == *id.get_ref() {
+                default_rule.translations.insert(lang.code.clone(), text);
+            } else if let Some(n) = notes.iter_mut().find(|n| &n.id == id.get_ref()) {
+                n.translations.insert(lang.code.clone(), text);
+            } else {
+                prep.spanned(
+                    id,
+                    format!("no rule or note '{}' in the policy", id.get_ref()),
+                );
+            }
+        }
+        pack_errors.append(&mut prep.errors);
     }
 
     let mut implications = Vec::new();
@@ -1301,14 +1603,16 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         }
     }
 
+    let mut clause_breaks = raw.negation.clause_breaks.clone();
+    let mut negation_words = raw.negation.words.clone();
+    for pack in &packs {
+        clause_breaks.extend(pack.raw.negation.clause_breaks.iter().cloned());
+        negation_words.extend(pack.raw.negation.words.iter().cloned());
+    }
     let breaks = match aho_corasick::AhoCorasick::builder()
         .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-        .build(
-            raw.negation
-                .clause_breaks
-                .iter()
-                .map(|b| super::text::fold_pattern(b)),
-        ) {
+        .build(clause_breaks.iter().map(|b| super::text::fold_pattern(b)))
+    {
         Ok(b) => Some(b),
         Err(e) => {
             rep.at(0, format!("[negation] clause_breaks: {e}"));
@@ -1317,7 +1621,23 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
     };
 
     // Time rules.
-    let past = match Regex::new(&super::text::fold_pattern(raw.time.past.get_ref())) {
+    let mut past_src = format!("(?:{})", raw.time.past.get_ref());
+    for pack in &packs {
+        if let Some(p) = &pack.raw.time.past {
+            if let Err(e) = Regex::new(p.get_ref()) {
+                let mut prep = Reporter {
+                    file: &pack.file,
+                    src: &pack.src,
+                    errors: Vec::new(),
+                };
+                prep.spanned(p, format!("bad regex in [time] past: {e}"));
+                pack_errors.append(&mut prep.errors);
+            } else {
+                past_src.push_str(&format!("|(?:{})", p.get_ref()));
+            }
+        }
+    }
+    let past = match Regex::new(&super::text::fold_pattern(&past_src)) {
         Ok(r) => Some(r),
         Err(e) => {
             rep.spanned(&raw.time.past, format!("bad regex in [time] past: {e}"));
@@ -1385,6 +1705,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         name: raw.policy.name,
         version: raw.policy.version,
         source: raw.policy.source,
+        languages,
         default_region,
         level_names,
         attributes,
@@ -1394,9 +1715,7 @@ fn compile(raw: RawPolicy, rep: &mut Reporter) -> Option<Policy> {
         anchors: anchors?,
         text,
         negation: NegationRules {
-            words: raw
-                .negation
-                .words
+            words: negation_words
                 .iter()
                 .map(|w| super::text::fold_pattern(w))
                 .collect(),
