@@ -88,6 +88,9 @@ struct RawMeta {
     languages: Vec<Spanned<String>>,
 }
 
+/// value → patterns of one attribute.
+type ValuePatterns = BTreeMap<Spanned<String>, Vec<Spanned<RawPattern>>>;
+
 /// A language pack as written (`config/lang/xx.toml`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +104,7 @@ struct RawPack {
     time: RawPackTime,
     /// attribute → value → patterns, as `[attributes.NAME.match]` in the policy.
     #[serde(default, rename = "match")]
-    patterns: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Vec<Spanned<RawPattern>>>>,
+    patterns: BTreeMap<Spanned<String>, ValuePatterns>,
     /// Question id → the question in this language.
     #[serde(default)]
     questions: BTreeMap<Spanned<String>, Spanned<String>>,
