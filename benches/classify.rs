@@ -15,6 +15,7 @@ use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use firstline::triage::policy::Packs;
 use firstline::triage::{self, Facts, Policy};
 
 /// Fixed seed: every run measures the same corpus.
@@ -972,6 +973,49 @@ fn main() -> ExitCode {
         "share of extract + classify time: extract {:.2}%, classify {:.2}%",
         extract.time.as_secs_f64() * 100.0 / both,
         classify.time.as_secs_f64() * 100.0 / both
+    );
+    // What the language packs cost: the same corpus through the policy without them.
+    let english = match Policy::from_toml_with(
+        triage::policy::EMBEDDED_POLICY,
+        triage::policy::EMBEDDED_POLICY_NAME,
+        Packs::None,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("classify bench: the policy without packs does not compile: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for m in &corpus {
+        black_box(triage::triage(&english, m));
+    }
+    let mut base = Tally::default();
+    for _ in 0..passes {
+        let start = Instant::now();
+        for m in &corpus {
+            black_box(triage::triage(&english, black_box(m)));
+        }
+        base.time += start.elapsed();
+        base.messages += corpus.len();
+        base.bytes += total_bytes;
+    }
+    println!(
+        "language packs: {} ({} patterns with them, {} without)",
+        policy
+            .languages
+            .iter()
+            .map(|l| l.code.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        policy.patterns.len(),
+        english.patterns.len()
+    );
+    header();
+    row("triage, English only", base, passes);
+    row("triage, all packs", all, passes);
+    println!(
+        "all packs run at {:.0}% of the English-only speed",
+        base.time.as_secs_f64() * 100.0 / all.time.as_secs_f64().max(1e-12)
     );
     println!("units: KiB = 1024 bytes, MiB = 1048576 bytes; rates are means over the timed passes");
     ExitCode::SUCCESS

@@ -249,7 +249,7 @@ impl Intake {
             )?;
             tx.execute(
                 "UPDATE tickets SET severity = ?2, rule = ?3, facts = ?4, labels = ?5,
-                                    questions = ?6, updated_at = ?7
+                                    questions = ?6, updated_at = ?7, language = ?8
                  WHERE id = ?1",
                 params![
                     ticket_id,
@@ -259,7 +259,8 @@ impl Intake {
                         .to_string(),
                     serde_json::to_string(&decision.labels).unwrap_or_default(),
                     serde_json::to_string(&decision.questions).unwrap_or_default(),
-                    now()
+                    now(),
+                    decision.language
                 ],
             )?;
             if let Some((key, value)) = &inbound.cursor {

@@ -139,6 +139,10 @@ CREATE TABLE overrides (
 );
 CREATE INDEX overrides_ticket ON overrides (ticket_id);
 "#,
+    r#"
+-- The language of the customer's latest message (ISO 639-1): replies and questions use it.
+ALTER TABLE tickets ADD COLUMN language TEXT NOT NULL DEFAULT 'en';
+"#,
 ];
 
 /// Seconds since the Unix epoch.
@@ -160,6 +164,8 @@ pub struct TicketRow {
     pub severity: u8,
     /// firstline's own proposal (the latest automatic decision).
     pub proposed_severity: u8,
+    /// The customer's language (ISO 639-1).
+    pub language: String,
     pub rule: String,
     pub override_severity: Option<u8>,
     pub status: String,

@@ -33,7 +33,7 @@ const TICKET_COLUMNS: &str = "t.id, t.channel, t.subject, t.customer,
     COALESCE(t.override_severity, t.severity), t.severity, t.rule, t.override_severity,
     t.status, t.labels, t.questions,
     (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id),
-    t.created_at, t.updated_at";
+    t.created_at, t.updated_at, t.language";
 
 const TICKET_WHERE: &str = "(?1 IS NULL OR COALESCE(t.override_severity, t.severity) = ?1)
     AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(t.labels) WHERE value = ?2))
@@ -56,6 +56,7 @@ fn ticket_row(r: &Row) -> rusqlite::Result<TicketRow> {
         messages: r.get(11)?,
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
+        language: r.get(14)?,
     })
 }
 

@@ -27,7 +27,32 @@ use crate::store::{OutboxRow, StoreError};
 /// The channel's name in the store.
 pub const CHANNEL: &str = "discord";
 
-const TEMPLATE: &str = include_str!("../../../config/templates/discord.md");
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "discord.md",
+        include_str!("../../../config/templates/discord.md"),
+    ),
+    (
+        "discord.de.md",
+        include_str!("../../../config/templates/discord.de.md"),
+    ),
+    (
+        "discord.fr.md",
+        include_str!("../../../config/templates/discord.fr.md"),
+    ),
+    (
+        "discord.es.md",
+        include_str!("../../../config/templates/discord.es.md"),
+    ),
+    (
+        "discord.ru.md",
+        include_str!("../../../config/templates/discord.ru.md"),
+    ),
+    (
+        "discord.zh.md",
+        include_str!("../../../config/templates/discord.zh.md"),
+    ),
+];
 
 /// A reply waiting in the outbox: where it goes and what it says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,9 +80,11 @@ pub struct Discord {
 impl Discord {
     pub fn new(intake: Arc<Intake>, settings: DiscordSettings, ticket_prefix: &str) -> Discord {
         let mut templates = Environment::new();
-        templates
-            .add_template("discord.md", TEMPLATE)
-            .expect("the Discord template is valid (checked by the tests)");
+        for (name, text) in TEMPLATES {
+            templates
+                .add_template(name, text)
+                .expect("the Discord templates are valid (checked by the tests)");
+        }
         Discord {
             intake,
             settings,
@@ -80,9 +107,15 @@ impl Discord {
             "previous": ctx.previous,
             "previous_name": ctx.previous.map(|p| policy.level_name(p)),
         });
+        let own = format!("discord.{}.md", ctx.decision.language);
+        let name = if self.templates.get_template(&own).is_ok() {
+            own
+        } else {
+            "discord.md".to_string()
+        };
         let text = self
             .templates
-            .get_template("discord.md")
+            .get_template(&name)
             .and_then(|t| t.render(minijinja::value::Serde(&vars)))
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "the Discord template failed; sending the rationale only");

@@ -15,7 +15,35 @@ use crate::intake::Context;
 
 /// Templates compiled into the binary: used when no template folder is configured, and for
 /// any template missing from it.
-const EMBEDDED_TEXT: &str = include_str!("../../../config/templates/reply.txt");
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "reply.txt",
+        include_str!("../../../config/templates/reply.txt"),
+    ),
+    (
+        "reply.de.txt",
+        include_str!("../../../config/templates/reply.de.txt"),
+    ),
+    (
+        "reply.fr.txt",
+        include_str!("../../../config/templates/reply.fr.txt"),
+    ),
+    (
+        "reply.es.txt",
+        include_str!("../../../config/templates/reply.es.txt"),
+    ),
+    (
+        "reply.ru.txt",
+        include_str!("../../../config/templates/reply.ru.txt"),
+    ),
+    (
+        "reply.zh.txt",
+        include_str!("../../../config/templates/reply.zh.txt"),
+    ),
+];
+
+/// Languages a folder of templates may hold a `reply.LANG.txt` / `reply.LANG.html` for.
+const LANGUAGES: &[&str] = &["de", "fr", "es", "ru", "zh", "it", "pt", "nl", "pl"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyError {
@@ -73,7 +101,10 @@ impl ReplyWriter {
                 })
         };
         let mut has_html = false;
-        let mut text = EMBEDDED_TEXT.to_string();
+        let mut texts: Vec<(String, String)> = EMBEDDED
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
         if let Some(dir) = templates {
             let read = |file: &str| -> Result<Option<String>, ReplyError> {
                 match std::fs::read_to_string(dir.join(file)) {
@@ -82,15 +113,22 @@ impl ReplyWriter {
                     Err(e) => Err(ReplyError::Folder(dir.display().to_string(), e)),
                 }
             };
-            if let Some(t) = read("reply.txt")? {
-                text = t;
-            }
-            if let Some(h) = read("reply.html")? {
-                load("reply.html", h)?;
-                has_html = true;
+            let names =
+                std::iter::once(String::new()).chain(LANGUAGES.iter().map(|l| format!(".{l}")));
+            for lang in names {
+                if let Some(t) = read(&format!("reply{lang}.txt"))? {
+                    texts.retain(|(n, _)| *n != format!("reply{lang}.txt"));
+                    texts.push((format!("reply{lang}.txt"), t));
+                }
+                if let Some(h) = read(&format!("reply{lang}.html"))? {
+                    load(&format!("reply{lang}.html"), h)?;
+                    has_html = true;
+                }
             }
         }
-        load("reply.txt", text)?;
+        for (name, text) in texts {
+            load(&name, text)?;
+        }
         let token = Regex::new(&format!(r"\[{}-(\d+)\]", regex::escape(prefix)))
             .map_err(|e| ReplyError::Build(e.to_string()))?;
         Ok(ReplyWriter {
@@ -166,7 +204,16 @@ impl ReplyWriter {
                     source,
                 })
         };
-        let text = render("reply.txt")?;
+        // The customer's language when there is a template for it, else the default one.
+        let pick = |kind: &str| {
+            let own = format!("reply.{}.{kind}", ctx.decision.language);
+            if self.templates.get_template(&own).is_ok() {
+                own
+            } else {
+                format!("reply.{kind}")
+            }
+        };
+        let text = render(&pick("txt"))?;
         let to: Mailbox = recipient
             .parse()
             .map_err(|e: lettre::address::AddressError| {
@@ -203,7 +250,7 @@ impl ReplyWriter {
             builder = builder.raw_header(HeaderValue::new(header, value));
         }
         let message = if self.has_html {
-            let html = render("reply.html")?;
+            let html = render(&pick("html"))?;
             builder.multipart(MultiPart::alternative_plain_html(text, html))
         } else {
             builder.singlepart(

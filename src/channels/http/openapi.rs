@@ -114,6 +114,7 @@ pub fn spec() -> Value {
                         "customer": {"type": "string", "nullable": true},
                         "severity": {"type": "integer", "description": "The override when an agent set one, else firstline's."},
                         "proposed_severity": {"type": "integer"},
+                        "language": {"type": "string", "description": "The customer's language (ISO 639-1); replies and questions use it."},
                         "rule": {"type": "string"},
                         "override_severity": {"type": "integer", "nullable": true},
                         "status": {"type": "string"},
