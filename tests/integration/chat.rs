@@ -414,3 +414,72 @@ async fn an_email_ticket_gets_a_card_in_the_agents_room() {
     );
     assert!(e.to_string().contains("email"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forum_post_or_a_customers_own_thread_is_a_ticket_answered_in_it() {
+    let chat = Chat::new().await;
+    let _serve = chat.serve();
+    chat.fake.wait_ready(WAIT).await;
+    let thread = 940_000_000_000_000_100;
+    chat.fake
+        .register_thread(thread, SUPPORT, CUSTOMER, "VPS 12 will not start");
+    chat.fake
+        .register_thread(940_000_000_000_000_200, 999, CUSTOMER, "elsewhere");
+    chat.say(
+        940_000_000_000_000_001,
+        thread,
+        CUSTOMER,
+        false,
+        "How do I resize the disk of VPS 12?",
+    )
+    .await;
+    chat.say(
+        940_000_000_000_000_002,
+        940_000_000_000_000_200,
+        CUSTOMER,
+        false,
+        "Our production server is down.",
+    )
+    .await;
+    let reply = chat
+        .wait("the answer in the customer's thread", replies_in(thread))
+        .await;
+    assert!(
+        reply.content().unwrap().contains("FL-1"),
+        "{:?}",
+        reply.body
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        chat.count(|c| c.path.ends_with("/threads")),
+        0,
+        "no thread in a thread"
+    );
+    assert_eq!(
+        chat.count(replies_in(940_000_000_000_000_200)),
+        0,
+        "not a support channel's thread"
+    );
+    chat.say(
+        940_000_000_000_000_003,
+        thread,
+        CUSTOMER,
+        false,
+        "Now our whole production node is down, all VPS offline.",
+    )
+    .await;
+    chat.fake
+        .wait_for_calls(
+            "the change announced in the same thread",
+            2,
+            replies_in(thread),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        chat.count(card_posts),
+        1,
+        "one ticket, one card: {}",
+        chat.log()
+    );
+}

@@ -1174,6 +1174,15 @@ impl FakeDiscord {
         self.shared.state().channels.insert(id, channel);
     }
 
+    /// A thread a person started under `parent` (a forum post, or "Create Thread" on a
+    /// channel): registered, so that `GET /channels/{id}` answers it.
+    pub fn register_thread(&self, id: u64, parent: u64, owner: u64, name: &str) -> Value {
+        let mut thread = self.shared.thread_json(id, parent, &json!({"name": name}));
+        thread["owner_id"] = json!(id_str(owner));
+        self.shared.state().channels.insert(id, thread.clone());
+        thread
+    }
+
     /// The thread started from message `message_id`, if one was (its id is the message's).
     pub fn thread(&self, message_id: u64) -> Option<Value> {
         let state = self.shared.state();

@@ -67,6 +67,16 @@ pub struct ReplyJob {
     pub content: String,
 }
 
+/// Where a customer's message stands, which decides where the answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In a support channel: a new ticket, answered in a thread started on the message.
+    Channel,
+    /// In a thread under a support channel (a forum post, a thread the customer started, or
+    /// the thread of an earlier ticket): answered in that thread.
+    Thread,
+}
+
 /// What the handler and the senders share.
 pub struct Discord {
     pub intake: Arc<Intake>,
@@ -75,6 +85,8 @@ pub struct Discord {
     templates: Environment<'static>,
     /// The bot's own user id, known after READY.
     me: AtomicU64,
+    /// Channels already looked up: whether each is a thread under a support channel.
+    threads: std::sync::Mutex<std::collections::HashMap<u64, bool>>,
 }
 
 impl Discord {
@@ -91,6 +103,7 @@ impl Discord {
             ticket_prefix: ticket_prefix.to_string(),
             templates,
             me: AtomicU64::new(0),
+            threads: Default::default(),
         }
     }
 
@@ -125,28 +138,71 @@ impl Discord {
         truncate(&text, 1900)
     }
 
-    /// Triages a customer message; the reply is queued in the outbox with the decision.
-    /// Returns None for a message that is not the bot's business.
-    pub fn receive(&self, msg: &Message) -> Result<Option<Received>, StoreError> {
+    /// Whether a message is firstline's business, and where it stands: in a support
+    /// channel, in a thread of one (asked of Discord once per channel), or neither.
+    pub async fn placement(&self, http: &Http, msg: &Message) -> Option<Placement> {
         if msg.author.bot || msg.author.id.get() == self.me.load(Ordering::Relaxed) {
-            return Ok(None);
+            return None;
         }
         let channel = msg.channel_id.get();
-        let new_thread = self.settings.support_channels.contains(&channel);
-        // A message in a thread firstline started is the ticket's conversation; anything
-        // else outside the listed channels is ignored.
-        let thread_key = if new_thread {
-            msg.id.get().to_string()
-        } else if self
+        if self.settings.support_channels.contains(&channel) {
+            return Some(Placement::Channel);
+        }
+        // The thread of a ticket already open: no need to ask Discord.
+        if let Ok(Some(_)) = self
             .intake
             .store
-            .ticket_by_thread_key(CHANNEL, &channel.to_string())?
-            .is_some()
+            .ticket_by_thread_key(CHANNEL, &channel.to_string())
         {
-            channel.to_string()
-        } else {
-            return Ok(None);
+            return Some(Placement::Thread);
+        }
+        let known = self.threads.lock().ok()?.get(&channel).copied();
+        let is_support_thread = match known {
+            Some(b) => b,
+            None => {
+                let b = match msg.channel_id.to_channel(http).await {
+                    Ok(serenity::all::Channel::Guild(c)) => {
+                        c.parent_id
+                            .is_some_and(|p| self.settings.support_channels.contains(&p.get()))
+                            && c.thread_metadata.is_some()
+                    }
+                    Ok(_) => false,
+                    Err(e) => {
+                        tracing::warn!(channel, error = %e, "cannot look up a channel; message ignored");
+                        return None;
+                    }
+                };
+                if let Ok(mut t) = self.threads.lock() {
+                    t.insert(channel, b);
+                }
+                b
+            }
         };
+        is_support_thread.then_some(Placement::Thread)
+    }
+
+    /// Triages a customer message; the reply is queued in the outbox with the decision.
+    /// Returns None for a message that is not the bot's business.
+    pub fn receive(
+        &self,
+        msg: &Message,
+        placement: Placement,
+    ) -> Result<Option<Received>, StoreError> {
+        let channel = msg.channel_id.get();
+        let new_thread = placement == Placement::Channel;
+        // In a support channel the message starts a ticket; in a thread, the thread is the
+        // ticket (one firstline started, or one the customer started: a forum post).
+        let thread_key = if new_thread {
+            msg.id.get().to_string()
+        } else {
+            channel.to_string()
+        };
+        let opens = new_thread
+            || self
+                .intake
+                .store
+                .ticket_by_thread_key(CHANNEL, &thread_key)?
+                .is_none();
         if msg.content.trim().is_empty() {
             return Ok(None);
         }
@@ -160,7 +216,7 @@ impl Discord {
                 msg.author.name,
                 msg.author.id.get()
             )),
-            subject: new_thread.then(|| truncate(first_line, 90)),
+            subject: opens.then(|| truncate(first_line, 90)),
             text: msg.content.clone(),
             raw: serde_json::to_vec(msg).ok(),
             thread_key: Some(thread_key),
@@ -236,10 +292,13 @@ impl EventHandler for Handler {
         }
     }
 
-    async fn message(&self, _ctx: Context, msg: Message) {
+    async fn message(&self, ctx: Context, msg: Message) {
+        let Some(placement) = self.0.placement(&ctx.http, &msg).await else {
+            return;
+        };
         let discord = self.0.clone();
         let id = msg.id.get();
-        let result = tokio::task::spawn_blocking(move || discord.receive(&msg)).await;
+        let result = tokio::task::spawn_blocking(move || discord.receive(&msg, placement)).await;
         match result {
             Ok(Ok(Some(Received::Triaged(r)))) => {
                 tracing::info!(message = id, ticket = r.ticket_id, severity = r.severity, reply = %r.reply, "triaged");
