@@ -491,3 +491,32 @@ fn settings_errors_name_the_key_and_refuse_to_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_customer_writing_in_german_is_answered_in_german() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = mail(
+        "de1@kunde.test",
+        "Jonas <jonas@kunde.test>",
+        "Server nach Update down",
+        "Hallo, unser Produktionsserver ist seit dem Update nicht mehr erreichbar, alle Container sind offline. Bitte dringend helfen!",
+        "",
+    );
+    let out = ingest(dir.path(), &raw, &[]);
+    assert!(out.starts_with("FL-1: severity 1"), "{out}");
+    let reply = outbox(dir.path()).pop().expect("a reply");
+    let text = String::from_utf8(
+        mail_parser::MessageParser::default()
+            .parse(reply.as_bytes())
+            .unwrap()
+            .body_text(0)
+            .unwrap()
+            .as_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("Vielen Dank"), "{text}");
+    assert!(text.contains("Schweregrad 1"), "{text}");
+    let t = tickets(dir.path());
+    assert_eq!(t[0]["language"], "de");
+}
