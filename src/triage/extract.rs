@@ -295,6 +295,14 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     // Where each pattern may start, from one scan for all start literals over the text that
     // can count (see `readable_ranges`).
     let mut starts: Vec<(usize, usize)> = Vec::new();
+    // Language packs this message opens (a Russian pack's patterns are not tried on a
+    // message without a Cyrillic letter).
+    let open: Vec<bool> = policy
+        .languages
+        .iter()
+        .map(|l| l.gate.opens(text))
+        .collect();
+    let tried = |pattern: usize| policy.patterns[pattern].language.is_none_or(|l| open[l]);
     for (from, to) in readable_ranges(norm) {
         let input = aho_corasick::Input::new(text.as_bytes()).span(from..to);
         for m in anchors.automaton.find_overlapping_iter(input) {
@@ -304,7 +312,9 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
                 continue;
             }
             for &pattern in &anchors.patterns[m.pattern().as_usize()] {
-                starts.push((pattern, m.start()));
+                if tried(pattern) {
+                    starts.push((pattern, m.start()));
+                }
             }
         }
     }
@@ -342,7 +352,7 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
             found.push((pattern, f));
         }
     }
-    for &pattern in &anchors.unanchored {
+    for &pattern in anchors.unanchored.iter().filter(|&&p| tried(p)) {
         let mut at = 0;
         while let Some(f) = next_occurrence(&policy.patterns[pattern], text, at) {
             at = f.end;

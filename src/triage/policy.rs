@@ -119,6 +119,17 @@ struct RawLanguage {
     /// ISO 639-1 code: "de", "fr", "es", "ru", "zh".
     code: Spanned<String>,
     name: String,
+    /// The script the language is written in: "latin" (default), "cyrillic" or "han". The
+    /// pack's patterns are only tried on a message that has letters of a non-Latin script.
+    #[serde(default)]
+    script: Option<Spanned<String>>,
+    /// For a Latin-script language: common short words (and `letters`, such as "äöüß")
+    /// whose presence opens the pack for a message. A message with none of them is not
+    /// tried against the pack's patterns (what keeps English mail at English speed).
+    #[serde(default)]
+    hints: Vec<String>,
+    #[serde(default)]
+    letters: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -515,6 +526,53 @@ pub struct QuestionDef {
 pub struct Language {
     pub code: String,
     pub name: String,
+    /// When a message is worth trying the pack's patterns on.
+    pub gate: Gate,
+}
+
+/// What opens a language pack for a message.
+#[derive(Debug, Clone)]
+pub enum Gate {
+    /// Every message.
+    Always,
+    /// A message with a letter of this script.
+    Script(Script),
+    /// A message with one of these whole words, or one of these letters.
+    Hints {
+        words: HashSet<String>,
+        letters: Vec<char>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Script {
+    Cyrillic,
+    Han,
+}
+
+impl Script {
+    pub fn has(self, c: char) -> bool {
+        match self {
+            Script::Cyrillic => matches!(c as u32, 0x0400..=0x04FF),
+            Script::Han => matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF),
+        }
+    }
+}
+
+impl Gate {
+    /// Whether the (normalized, case-folded) text opens the gate.
+    pub fn opens(&self, text: &str) -> bool {
+        match self {
+            Gate::Always => true,
+            Gate::Script(s) => text.chars().any(|c| s.has(c)),
+            Gate::Hints { words, letters } => {
+                text.chars().any(|c| letters.contains(&c))
+                    || text
+                        .split(|c: char| !c.is_alphanumeric())
+                        .any(|w| !w.is_empty() && words.contains(w))
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -1144,9 +1202,35 @@ fn compile(
                 format!("language '{code}' is given twice (English is the base)"),
             );
         }
+        let l = &pack.raw.language;
+        let gate = match l.script.as_ref().map(|s| s.get_ref().as_str()) {
+            Some("cyrillic") => Gate::Script(Script::Cyrillic),
+            Some("han") => Gate::Script(Script::Han),
+            None | Some("latin") => {
+                if l.hints.is_empty() && l.letters.is_empty() {
+                    Gate::Always
+                } else {
+                    Gate::Hints {
+                        words: l
+                            .hints
+                            .iter()
+                            .map(|w| super::text::fold_pattern(w))
+                            .collect(),
+                        letters: super::text::fold_pattern(&l.letters).chars().collect(),
+                    }
+                }
+            }
+            Some(other) => {
+                if let Some(s) = &l.script {
+                    prep.spanned(s, format!("script '{other}' is not latin, cyrillic or han"));
+                }
+                Gate::Always
+            }
+        };
         languages.push(Language {
             code: code.clone(),
-            name: pack.raw.language.name.clone(),
+            name: l.name.clone(),
+            gate,
         });
         if let Some(extra) = &pack.raw.negation.slot {
             if let Err(e) = Regex::new(extra.get_ref()) {
@@ -1770,6 +1854,23 @@ impl Reporter<'_> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn language_gates_open_on_their_script_or_words() {
+        let cyr = Gate::Script(Script::Cyrillic);
+        assert!(cyr.opens("prod нода упала"));
+        assert!(!cyr.opens("prod node down"));
+        assert!(Gate::Script(Script::Han).opens("虚拟机无法启动"));
+        let de = Gate::Hints {
+            words: ["seit", "nicht"].into_iter().map(String::from).collect(),
+            letters: vec!['ä', 'ö', 'ü'],
+        };
+        assert!(de.opens("vps tot seit 10 min"));
+        assert!(de.opens("läuft"));
+        assert!(!de.opens("the server is down since the update"));
+        assert!(!de.opens("seitan"), "whole words only");
+    }
+
     use super::*;
 
     #[test]
