@@ -60,3 +60,27 @@ fn email_structure_split_does_not_fall_below_its_measured_floor() {
     let (ok, report) = eval(&["fixtures/triage/dev11.jsonl"], "98", "95");
     assert!(ok, "{report}");
 }
+
+// The five language packs were tuned on two independent dev splits; both must stay near
+// perfect and find every level-1 case.
+#[test]
+fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
+    let (ok, report) = eval(
+        &[
+            "fixtures/triage/i18n-dev.jsonl",
+            "fixtures/triage/i18n-dev2.jsonl",
+        ],
+        "98",
+        "100",
+    );
+    assert!(ok, "{report}");
+}
+
+// The held-back language split (10 cases per language, never read while tuning). Measured on
+// 2026-11-26: 39/50 = 78% and 9 of 12 level-1 cases (75%), far from the English numbers, so
+// issue 6 stays open. This floor keeps the unseen cases from getting worse unnoticed.
+#[test]
+fn held_back_language_split_does_not_fall_below_its_measured_floor() {
+    let (ok, report) = eval(&["fixtures/triage/i18n-test.jsonl"], "78", "75");
+    assert!(ok, "{report}");
+}
