@@ -422,6 +422,8 @@ fn a_customer_autoresponder_cannot_push_firstline_past_the_thread_cap() {
         )
         .as_bytes(),
     );
+    // serve may take a few seconds to start (the policy compiles first).
+    desk.smtp.wait_for(1, WAIT);
     let mut answered = 0;
     for round in 1..10 {
         let replies: Vec<_> = desk
