@@ -213,19 +213,14 @@ fn load_app(config: &ConfigArg) -> Result<App, ExitCode> {
 }
 
 /// A stable name for a message given to `ingest`: its Message-ID, else a hash of its bytes
-/// (FNV-1a), so piping the same message twice records it once.
+/// ([`firstline::store::fingerprint`]), so piping the same message twice records it once.
 fn ingest_source(raw: &[u8]) -> String {
     let id = firstline::channels::email::parse::parse_email(raw)
         .ok()
         .and_then(|p| p.message_id);
     match id {
         Some(id) => format!("ingest:<{id}>"),
-        None => {
-            let hash = raw.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-            });
-            format!("ingest:{hash:016x}")
-        }
+        None => format!("ingest:{}", firstline::store::fingerprint(raw)),
     }
 }
 

@@ -206,6 +206,17 @@ fn channel_ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Er
     }
 }
 
+impl RetrySettings {
+    /// The delay before attempt `attempts + 1`: first_seconds, doubled each time, at most
+    /// max_seconds.
+    pub fn delay(&self, attempts: u32) -> u64 {
+        let factor = 1u64 << attempts.saturating_sub(1).min(30);
+        self.first_seconds
+            .saturating_mul(factor)
+            .min(self.max_seconds)
+    }
+}
+
 pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host

@@ -271,51 +271,6 @@ impl Store {
         })
     }
 
-    /// Whether a message from this source was already recorded or quarantined.
-    pub fn seen(&self, channel: &str, source: &str) -> Result<bool> {
-        self.read(|c| {
-            Ok(c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM messages WHERE channel = ?1 AND source = ?2)
-                     OR EXISTS (SELECT 1 FROM quarantine WHERE channel = ?1 AND source = ?2)",
-                params![channel, source],
-                |r| r.get(0),
-            )?)
-        })
-    }
-
-    /// Records a message that could not be processed, with its reason, and moves the
-    /// channel's cursor past it in the same transaction.
-    pub fn quarantine(
-        &self,
-        channel: &str,
-        source: &str,
-        reason: &str,
-        raw: Option<&[u8]>,
-        cursor: Option<(&str, &str)>,
-    ) -> Result<()> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO quarantine (channel, source, reason, raw, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![channel, source, reason, raw, now()],
-            )?;
-            if let Some((key, value)) = cursor {
-                set_cursor(tx, channel, key, value)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Quarantined messages, newest first: (channel, source, reason).
-    pub fn quarantined(&self) -> Result<Vec<(String, String, String)>> {
-        self.read(|c| {
-            let mut st =
-                c.prepare("SELECT channel, source, reason FROM quarantine ORDER BY id DESC")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-    }
-
     /// The queue: open tickets, most severe first, then oldest first.
     pub fn tickets(&self, severity: Option<u8>) -> Result<Vec<TicketRow>> {
         let filter = TicketFilter {
@@ -418,6 +373,34 @@ impl Store {
         })
     }
 
+    /// A failed attempt: retried after the backoff when `transient` and attempts remain,
+    /// else kept as failed with its error, for an agent to see. `what` names the work in the
+    /// log ("reply", "webhook", "Discord reply").
+    pub fn outbox_attempt_failed(
+        &self,
+        row: &OutboxRow,
+        error: &str,
+        transient: bool,
+        retry: &crate::settings::RetrySettings,
+        what: &str,
+    ) -> Result<()> {
+        let attempts = row.attempts + 1;
+        if transient && attempts < retry.max_attempts {
+            let delay = retry.delay(attempts);
+            tracing::warn!(
+                outbox = row.id,
+                attempts,
+                delay,
+                error,
+                "{what} failed; will retry"
+            );
+            self.outbox_retry(row.id, delay, error)
+        } else {
+            tracing::error!(outbox = row.id, attempts, error, "{what} failed for good");
+            self.outbox_failed(row.id, error)
+        }
+    }
+
     /// A permanent failure (or the last attempt): kept, with its error, for an agent to see.
     pub fn outbox_failed(&self, id: i64, error: &str) -> Result<()> {
         self.write(|tx| {
@@ -428,18 +411,31 @@ impl Store {
             Ok(())
         })
     }
+}
 
-    /// Counts of outbox rows by status for a channel and kind.
-    pub fn outbox_counts(&self, channel: &str, kind: &str) -> Result<Vec<(String, i64)>> {
-        self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT status, COUNT(*) FROM outbox WHERE channel = ?1 AND kind = ?2
-                 GROUP BY status ORDER BY status",
-            )?;
-            let rows = st.query_map(params![channel, kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-    }
+/// Records a message that could not be processed, once per source, inside a transaction.
+pub fn insert_quarantine(
+    tx: &Transaction,
+    channel: &str,
+    source: &str,
+    reason: &str,
+    raw: Option<&[u8]>,
+) -> Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO quarantine (channel, source, reason, raw, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![channel, source, reason, raw, now()],
+    )?;
+    Ok(())
+}
+
+/// A short stable name for some bytes (FNV-1a, 64 bits): how a message without an id of its
+/// own is recognised when it comes again.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 /// Queues outbox work inside a transaction; returns its id.
@@ -500,21 +496,18 @@ mod tests {
     }
 
     #[test]
-    fn quarantine_is_recorded_once_and_moves_the_cursor() {
+    fn quarantine_is_recorded_once_per_source() {
         let store = Store::in_memory().unwrap();
         for _ in 0..2 {
             store
-                .quarantine(
-                    "email",
-                    "imap:1:5",
-                    "no header block",
-                    Some(b"junk"),
-                    Some(("c", "1:5")),
-                )
+                .write(|tx| {
+                    insert_quarantine(tx, "email", "imap:1:5", "no header block", Some(b"junk"))
+                })
                 .unwrap();
         }
-        assert_eq!(store.quarantined().unwrap().len(), 1);
-        assert!(store.seen("email", "imap:1:5").unwrap());
-        assert_eq!(store.cursor("email", "c").unwrap().as_deref(), Some("1:5"));
+        let n: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }

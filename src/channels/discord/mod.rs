@@ -382,15 +382,7 @@ fn settle_failure(
     e: &serenity::Error,
     retry: &RetrySettings,
 ) -> Result<(), StoreError> {
-    let attempts = row.attempts + 1;
-    if transient(e) && attempts < retry.max_attempts {
-        let delay = crate::channels::email::send::backoff(retry, attempts);
-        tracing::warn!(outbox = row.id, attempts, delay, error = %e, "Discord send failed; will retry");
-        store.outbox_retry(row.id, delay, &e.to_string())
-    } else {
-        tracing::error!(outbox = row.id, attempts, error = %e, "Discord send failed for good");
-        store.outbox_failed(row.id, &e.to_string())
-    }
+    store.outbox_attempt_failed(row, &e.to_string(), transient(e), retry, "Discord send")
 }
 
 /// Builds the HTTP client: the token from the environment, the proxy from the settings

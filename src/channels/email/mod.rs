@@ -198,11 +198,7 @@ impl EmailChannel {
     ) -> Result<Handled, StoreError> {
         tracing::warn!(source, reason, "message quarantined");
         self.intake.store.write(|tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO quarantine (channel, source, reason, raw, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![CHANNEL, source, reason, raw, store::now()],
-            )?;
+            store::insert_quarantine(tx, CHANNEL, source, reason, raw)?;
             if let Some(at) = at {
                 let mut keywords = Vec::new();
                 if !self.labeling.quarantine_keyword.is_empty() {

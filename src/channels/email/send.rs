@@ -136,15 +136,6 @@ fn file_holds_message_id(dir: &Path, message_id: &str) -> bool {
     })
 }
 
-/// The delay before attempt `attempts + 1`: first, doubled each time, at most max.
-pub fn backoff(retry: &RetrySettings, attempts: u32) -> u64 {
-    let factor = 1u64 << attempts.saturating_sub(1).min(30);
-    retry
-        .first_seconds
-        .saturating_mul(factor)
-        .min(retry.max_seconds)
-}
-
 /// Replies sent at once. lettre writes a message's end (`CRLF.CRLF`) apart from its body,
 /// and without TCP_NODELAY the kernel holds it until the server acknowledges the body (a
 /// delayed ACK, ~40 ms): one connection at a time caps a backlog at ~20 replies/s. Several
@@ -220,7 +211,6 @@ async fn deliver(store: &Store, sender: &Sender, row: &OutboxRow) -> Result<bool
             return Ok(false);
         }
     };
-    let retry = &sender.retry;
     if !store.outbox_claim(row, sender.lease_seconds)? {
         return Ok(false);
     }
@@ -231,15 +221,7 @@ async fn deliver(store: &Store, sender: &Sender, row: &OutboxRow) -> Result<bool
             Ok(true)
         }
         Err(e) => {
-            let attempts = row.attempts + 1;
-            if e.transient && attempts < retry.max_attempts {
-                let delay = backoff(retry, attempts);
-                tracing::warn!(outbox = row.id, attempts, delay, error = %e.message, "send failed; will retry");
-                store.outbox_retry(row.id, delay, &e.message)?;
-            } else {
-                tracing::error!(outbox = row.id, attempts, error = %e.message, "send failed for good");
-                store.outbox_failed(row.id, &e.message)?;
-            }
+            store.outbox_attempt_failed(row, &e.message, e.transient, &sender.retry, "reply")?;
             Ok(false)
         }
     }

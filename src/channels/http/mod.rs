@@ -307,13 +307,12 @@ async fn ingest_message(
         .and_then(|e| crate::channels::email::parse::parse_email(e.as_bytes()).ok())
         .and_then(|p| p.automatic);
     let text = message_text(req.text, req.eml)?;
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
     let source = format!(
         "http:{}:{}",
         req.thread,
-        req.id.clone().unwrap_or_else(|| format!("{hash:016x}"))
+        req.id
+            .clone()
+            .unwrap_or_else(|| crate::store::fingerprint(text.as_bytes()))
     );
     let inbound = Inbound {
         channel: CHANNEL.to_string(),

@@ -54,17 +54,7 @@ impl Webhook {
                     store.outbox_sent(row.id)?;
                     delivered += 1;
                 }
-                Err(e) => {
-                    let attempts = row.attempts + 1;
-                    if attempts < self.retry.max_attempts {
-                        let delay = crate::channels::email::send::backoff(&self.retry, attempts);
-                        tracing::warn!(outbox = row.id, attempts, delay, error = %e, "webhook failed; will retry");
-                        store.outbox_retry(row.id, delay, &e)?;
-                    } else {
-                        tracing::error!(outbox = row.id, attempts, error = %e, "webhook failed for good");
-                        store.outbox_failed(row.id, &e)?;
-                    }
-                }
+                Err(e) => store.outbox_attempt_failed(&row, &e, true, &self.retry, "webhook")?,
             }
         }
         Ok(delivered)
