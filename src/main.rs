@@ -51,7 +51,7 @@ struct ConfigArg {
 enum Command {
     /// Run the bot: every channel the settings enable, until SIGINT or SIGTERM.
     #[command(
-        after_help = "Examples:\n  firstline serve                      # embedded defaults: ./var spool, store and outbox\n  firstline serve --config prod.toml\n  FIRSTLINE_IMAP_PASSWORD=... FIRSTLINE__EMAIL__INBOUND=imap firstline serve --config prod.toml\n\nWith the embedded defaults, drop a message into ./var/inbox/new/ and read the reply in ./var/outbox/."
+        after_help = "Examples:\n  firstline serve                      # embedded defaults: ./var spool, store and outbox\n  firstline serve --config prod.toml\n  FIRSTLINE_IMAP_PASSWORD=... FIRSTLINE__EMAIL__INBOUND=imap firstline serve --config prod.toml\n\nWith the embedded defaults, drop a message into ./var/inbox/new/ and read the reply in ./var/outbox/; the queue page and the API are at http://127.0.0.1:8025/. Discord is off until [discord] is configured and FIRSTLINE_DISCORD_TOKEN is set."
     )]
     Serve {
         #[command(flatten)]
