@@ -302,7 +302,10 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
         .iter()
         .map(|l| l.gate.opens(text))
         .collect();
-    let tried = |pattern: usize| policy.patterns[pattern].language.is_none_or(|l| open[l]);
+    let possible = anchors.possible(text);
+    let tried = |pattern: usize| {
+        possible[pattern] && policy.patterns[pattern].language.is_none_or(|l| open[l])
+    };
     for (from, to) in readable_ranges(norm) {
         let input = aho_corasick::Input::new(text.as_bytes()).span(from..to);
         for m in anchors.automaton.find_overlapping_iter(input) {

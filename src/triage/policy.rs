@@ -916,6 +916,13 @@ pub struct Anchors {
     pub patterns: Vec<Vec<usize>>,
     /// Patterns without a finite set of start literals.
     pub unanchored: Vec<usize>,
+    /// The literals some pattern must end with, in one automaton: a pattern whose every
+    /// possible last literal is absent from a message cannot match anywhere in it, and is
+    /// not tried at all.
+    pub endings: aho_corasick::AhoCorasick,
+    /// Pattern → the indexes of its possible last literals in `endings`; None when its end
+    /// is not a finite set of literals (it is always tried).
+    pub needs: Vec<Option<Vec<usize>>>,
 }
 
 /// More start literals than this for one pattern and it is searched on every message.
@@ -964,13 +971,74 @@ impl Anchors {
             .match_kind(aho_corasick::MatchKind::Standard)
             .build(&literals)
             .map_err(|e| e.to_string())?;
+
+        // Last literals: short ones (a letter or two) are in every message and filter
+        // nothing, so a pattern that may end with one is always tried.
+        let mut suffixes = Extractor::new();
+        suffixes
+            .kind(ExtractKind::Suffix)
+            .limit_class(24)
+            .limit_repeat(4)
+            .limit_literal_len(8)
+            .limit_total(MAX_ANCHORS_PER_PATTERN);
+        let mut ending_index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut endings: Vec<Vec<u8>> = Vec::new();
+        let mut needs = Vec::with_capacity(patterns.len());
+        for p in patterns {
+            let hir = regex_syntax::ParserBuilder::new()
+                .build()
+                .parse(p.regex.as_str())
+                .map_err(|e| e.to_string())?;
+            let seq = suffixes.extract(&hir);
+            let need = match seq.literals() {
+                Some(l) if !l.is_empty() && l.iter().all(|x| x.as_bytes().len() >= MIN_ENDING) => {
+                    let mut ids: Vec<usize> = l
+                        .iter()
+                        .map(|lit| {
+                            let key = lit.as_bytes().to_vec();
+                            *ending_index.entry(key.clone()).or_insert_with(|| {
+                                endings.push(key);
+                                endings.len() - 1
+                            })
+                        })
+                        .collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    Some(ids)
+                }
+                _ => None,
+            };
+            needs.push(need);
+        }
+        let endings = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(&endings)
+            .map_err(|e| e.to_string())?;
         Ok(Anchors {
             automaton,
             patterns: owners,
             unanchored,
+            endings,
+            needs,
         })
     }
+
+    /// Which patterns can match somewhere in `text`: those without known last literals,
+    /// and those one of whose last literals occurs in it.
+    pub fn possible(&self, text: &str) -> Vec<bool> {
+        let mut present = vec![false; self.endings.patterns_len()];
+        for m in self.endings.find_overlapping_iter(text) {
+            present[m.pattern().as_usize()] = true;
+        }
+        self.needs
+            .iter()
+            .map(|n| n.as_ref().is_none_or(|ids| ids.iter().any(|&i| present[i])))
+            .collect()
+    }
 }
+
+/// Last literals shorter than this filter nothing (see [`Anchors::possible`]).
+const MIN_ENDING: usize = 3;
 
 const NEG_GROUP: &str = "neg";
 
@@ -1493,7 +1561,10 @@ fn compile(
             });
         }
     }
-    let all = RegexSet::new(&sources).map_err(|e| rep.at(0, format!("[text] rules together: {e}")));
+    let all = regex::RegexSetBuilder::new(&sources)
+        .dfa_size_limit(256 << 20)
+        .build()
+        .map_err(|e| rep.at(0, format!("[text] rules together: {e}")));
     let text = TextRules {
         all: all.ok()?,
         kinds,
