@@ -167,7 +167,7 @@ fn found_from(p: &Pattern, caps: &regex::Captures, offset: usize) -> Option<Foun
     let m = caps.get(0)?;
     let negated = caps
         .iter()
-        .zip(p.regex.capture_names())
+        .zip(p.anchored.capture_names())
         .any(|(g, name)| g.is_some() && name.is_some_and(|n| n.starts_with("neg")));
     Some(Found {
         start: m.start() + offset,
@@ -204,12 +204,12 @@ fn first_match(
 
 /// The pattern's preferred match at or after `at`.
 fn search(p: &Pattern, text: &str, at: usize) -> Option<Found> {
-    first_match(p, &p.regex, text, at, 0)
+    first_match(p, p.unanchored(), text, at, 0)
 }
 
 /// Whether the pattern can match exactly `text[start..end]`.
 fn exact(p: &Pattern, text: &str, start: usize, end: usize) -> Option<Found> {
-    let caps = p.exact.captures(&text[start..end])?;
+    let caps = p.exact().captures(&text[start..end])?;
     found_from(p, &caps, start)
 }
 
@@ -297,14 +297,10 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     let mut starts: Vec<(usize, usize)> = Vec::new();
     // Language packs this message opens (a Russian pack's patterns are not tried on a
     // message without a Cyrillic letter).
-    let open: Vec<bool> = policy
-        .languages
-        .iter()
-        .map(|l| l.gate.opens(text))
-        .collect();
-    let possible = anchors.possible(text);
+    let open = policy.open_packs(text);
+    let endings = anchors.endings_in(text);
     let tried = |pattern: usize| {
-        possible[pattern] && policy.patterns[pattern].language.is_none_or(|l| open[l])
+        policy.patterns[pattern].language.is_none_or(|l| open[l]) && endings.possible(pattern)
     };
     for (from, to) in readable_ranges(norm) {
         let input = aho_corasick::Input::new(text.as_bytes()).span(from..to);
@@ -328,10 +324,24 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     // Pasted logs and quoted text repeat themselves: a few occurrences of a pattern there are
     // all the evidence that can count, so the rest is not looked at.
     let mut weak_seen: HashMap<(usize, Source), (usize, usize)> = HashMap::new();
+    // The current pattern's last-literal positions, and how far its starts have gone in them.
+    let mut reach: Option<(usize, Option<Vec<usize>>, usize)> = None;
     for (pattern, start) in starts {
         // One pattern's occurrences do not overlap: the first one covers its stretch.
         if covered.is_some_and(|(p, end)| p == pattern && start < end) {
             continue;
+        }
+        // A match ends with one of the pattern's last literals, within MAX_MATCH_LEN.
+        if reach.as_ref().is_none_or(|(p, _, _)| *p != pattern) {
+            reach = Some((pattern, endings.positions(pattern), 0));
+        }
+        if let Some((_, Some(ends), next)) = reach.as_mut() {
+            while *next < ends.len() && ends[*next] < start {
+                *next += 1;
+            }
+            if ends.get(*next).is_none_or(|&e| e >= start + MAX_MATCH_LEN) {
+                continue;
+            }
         }
         let p = &policy.patterns[pattern];
         let phone = p.value == MatchValue::Phone;

@@ -73,6 +73,16 @@ pub fn detect_text(policy: &Policy, text: &str) -> String {
     if allow.len() < 2 {
         return BASE.to_string();
     }
+    // A language is only chosen over English when at least one of its function words is
+    // there (see below): without any, whatlang need not run.
+    let counts = function_word_counts(text);
+    if !allow
+        .iter()
+        .filter_map(|l| code(*l))
+        .any(|c| c != BASE && counts.get(c) > 0)
+    {
+        return BASE.to_string();
+    }
     // Hosting jargon is English in every language ("Server", "Backup", "Update"), which makes
     // whatlang unsure: its guess counts when it is reliable, or when the language's own
     // small words back it up.
@@ -85,8 +95,8 @@ pub fn detect_text(policy: &Policy, text: &str) -> String {
             if c == BASE {
                 return BASE.to_string();
             }
-            let own = function_words(text, c);
-            let english = function_words(text, BASE);
+            let own = counts.get(c);
+            let english = counts.get(BASE);
             if own > english && (info.is_reliable() || own >= 2) {
                 c.to_string()
             } else {
@@ -98,8 +108,48 @@ pub fn detect_text(policy: &Policy, text: &str) -> String {
 }
 
 /// How many of a language's most common small words the text holds.
-fn function_words(text: &str, lang: &str) -> usize {
-    let words: &[&str] = match lang {
+/// How many of each language's function words a text has (whole words).
+struct FunctionWords([usize; FUNCTION_WORD_LANGS.len()]);
+
+const FUNCTION_WORD_LANGS: [&str; 4] = [BASE, "de", "fr", "es"];
+
+impl FunctionWords {
+    fn get(&self, lang: &str) -> usize {
+        FUNCTION_WORD_LANGS
+            .iter()
+            .position(|&l| l == lang)
+            .map_or(0, |i| self.0[i])
+    }
+}
+
+/// Counts every language's function words in one pass over the words.
+fn function_word_counts(text: &str) -> FunctionWords {
+    let mut counts = [0; FUNCTION_WORD_LANGS.len()];
+    for w in text.split(|c: char| !c.is_alphanumeric()) {
+        if w.is_empty() || w.len() > LONGEST_FUNCTION_WORD {
+            continue;
+        }
+        let lower;
+        let w = if w.chars().any(char::is_uppercase) {
+            lower = w.to_lowercase();
+            lower.as_str()
+        } else {
+            w
+        };
+        for (i, lang) in FUNCTION_WORD_LANGS.iter().enumerate() {
+            if function_words(lang).contains(&w) {
+                counts[i] += 1;
+            }
+        }
+    }
+    FunctionWords(counts)
+}
+
+/// Longer than any function word below, in bytes.
+const LONGEST_FUNCTION_WORD: usize = 16;
+
+fn function_words(lang: &str) -> &'static [&'static str] {
+    match lang {
         "en" => &[
             "the", "is", "and", "not", "we", "our", "it", "to", "of", "after", "please", "with",
             "on", "does", "since",
@@ -118,12 +168,7 @@ fn function_words(text: &str, lang: &str) -> usize {
             "con", "desde", "una", "por", "favor", "funciona", "hay", "del", "se",
         ],
         _ => &[],
-    };
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .filter(|w| words.contains(&w.as_str()))
-        .count()
+    }
 }
 
 #[cfg(test)]

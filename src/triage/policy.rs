@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
@@ -430,18 +431,44 @@ pub struct Pattern {
     pub attribute: usize,
     pub value: MatchValue,
     pub strength: u8,
-    pub regex: Regex,
+    /// The regex source, terms expanded and folded like the messages.
+    pub source: String,
     /// The pattern anchored at its start (`^(?:…)`): tried where the anchor scan found one
-    /// of its prefixes.
+    /// of its prefixes. Compiled with the policy (which also proves the source compiles);
+    /// the two other forms below are compiled the first time a message needs them, since
+    /// most patterns never need them and compiling every form made start-up three times
+    /// slower.
     pub anchored: Regex,
+    /// The pattern as written: searched over a whole message when it has no start literals.
+    unanchored: OnceLock<Regex>,
     /// The same pattern anchored at both ends (`^(?:…)$`): used to ask whether the pattern
     /// can match exactly a given stretch, when its preferred match ends inside a word.
-    pub exact: Regex,
+    exact: OnceLock<Regex>,
     /// The pattern has named groups: `neg…` (a `{neg}` slot: when filled, the statement is
     /// negated), `skip` (when it matched, the occurrence does not count), `num` (a phone number).
     pub has_groups: bool,
     /// The language pack it came from (an index into [`Policy::languages`]); None: the base.
     pub language: Option<usize>,
+}
+
+impl Pattern {
+    /// The pattern unanchored (see `unanchored`).
+    pub fn unanchored(&self) -> &Regex {
+        self.unanchored.get_or_init(|| compiled(&self.source))
+    }
+
+    /// The pattern anchored at both ends (see `exact`).
+    pub fn exact(&self) -> &Regex {
+        self.exact
+            .get_or_init(|| compiled(&format!("^(?:{})$", self.source)))
+    }
+}
+
+/// Compiles a form of a pattern whose anchored form compiled when the policy was loaded;
+/// the forms differ only by anchors, so this cannot fail.
+fn compiled(source: &str) -> Regex {
+    Regex::new(source)
+        .unwrap_or_else(|e| panic!("a form of a checked pattern does not compile: {e}"))
 }
 
 #[derive(Debug)]
@@ -676,6 +703,8 @@ pub struct Policy {
     pub source: String,
     /// The language packs compiled in (English is the base and is not listed).
     pub languages: Vec<Language>,
+    /// Length in bytes of the longest hint word of any pack's gate.
+    pub longest_hint: usize,
     pub default_region: Option<phonenumber::country::Id>,
     pub level_names: BTreeMap<u8, String>,
     pub attributes: Vec<Attribute>,
@@ -698,6 +727,52 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Which language packs the (normalized, case-folded) text opens, as [`Gate::opens`]
+    /// says for each, in one pass over the letters and one over the words instead of one of
+    /// each per pack. Pure-ASCII text has no letter a gate looks for.
+    pub fn open_packs(&self, text: &str) -> Vec<bool> {
+        let gates: Vec<&Gate> = self.languages.iter().map(|l| &l.gate).collect();
+        let mut open: Vec<bool> = gates.iter().map(|g| matches!(g, Gate::Always)).collect();
+        if !text.is_ascii() {
+            for c in text.chars().filter(|c| !c.is_ascii()) {
+                for (i, g) in gates.iter().enumerate() {
+                    open[i] = open[i]
+                        || match g {
+                            Gate::Always => true,
+                            Gate::Script(s) => s.has(c),
+                            Gate::Hints { letters, .. } => letters.contains(&c),
+                        };
+                }
+                if open.iter().all(|&o| o) {
+                    return open;
+                }
+            }
+        }
+        let waiting = |open: &[bool]| {
+            gates
+                .iter()
+                .zip(open)
+                .any(|(g, &o)| !o && matches!(g, Gate::Hints { .. }))
+        };
+        if !waiting(&open) {
+            return open;
+        }
+        for w in text.split(|c: char| !c.is_alphanumeric()) {
+            if w.is_empty() || w.len() > self.longest_hint {
+                continue;
+            }
+            for (i, g) in gates.iter().enumerate() {
+                if let Gate::Hints { words, .. } = g {
+                    open[i] = open[i] || words.contains(w);
+                }
+            }
+            if !waiting(&open) {
+                break;
+            }
+        }
+        open
+    }
+
     /// The policy compiled into the binary.
     pub fn embedded() -> Policy {
         // The embedded policy is checked by the test suite; failing here is a build defect.
@@ -810,34 +885,37 @@ fn compile_pattern(
         }
     };
     let expanded = super::text::fold_pattern(&expanded);
-    let regex = match Regex::new(&expanded) {
+    // The pattern as written must be a regex on its own (parsing is cheap; its compiled
+    // forms are made when needed), and its anchored form is compiled now.
+    if regex_syntax::Parser::new().parse(&expanded).is_err() {
+        let e = Regex::new(&expanded)
+            .err()
+            .map_or_else(|| "bad regex".to_string(), |e| format!("bad regex: {e}"));
+        rep.spanned(src, e);
+        return None;
+    }
+    let anchored = match Regex::new(&format!("^(?:{expanded})")) {
         Ok(r) => r,
         Err(e) => {
             rep.spanned(src, format!("bad regex: {e}"));
             return None;
         }
     };
-    if regex.is_match("") {
+    if anchored.is_match("") {
         rep.spanned(
             src,
             "pattern matches empty text: it would fire on every message",
         );
     }
-    let has_groups = slots > 0 || regex.capture_names().flatten().next().is_some();
-    let (Ok(exact), Ok(anchored)) = (
-        Regex::new(&format!("^(?:{expanded})$")),
-        Regex::new(&format!("^(?:{expanded})")),
-    ) else {
-        rep.spanned(src, "pattern cannot be anchored");
-        return None;
-    };
+    let has_groups = slots > 0 || anchored.capture_names().flatten().next().is_some();
     Some(Pattern {
         attribute,
         value: value.clone(),
         strength,
-        regex,
+        source: expanded,
         anchored,
-        exact,
+        unanchored: OnceLock::new(),
+        exact: OnceLock::new(),
         has_groups,
         language,
     })
@@ -945,7 +1023,7 @@ impl Anchors {
         for (i, p) in patterns.iter().enumerate() {
             let hir = regex_syntax::ParserBuilder::new()
                 .build()
-                .parse(p.regex.as_str())
+                .parse(&p.source)
                 .map_err(|e| e.to_string())?;
             let seq = extractor.extract(&hir);
             let lits = match seq.literals() {
@@ -987,7 +1065,7 @@ impl Anchors {
         for p in patterns {
             let hir = regex_syntax::ParserBuilder::new()
                 .build()
-                .parse(p.regex.as_str())
+                .parse(&p.source)
                 .map_err(|e| e.to_string())?;
             let seq = suffixes.extract(&hir);
             let need = match seq.literals() {
@@ -1023,17 +1101,53 @@ impl Anchors {
         })
     }
 
-    /// Which patterns can match somewhere in `text`: those without known last literals,
-    /// and those one of whose last literals occurs in it.
-    pub fn possible(&self, text: &str) -> Vec<bool> {
+    /// Where the patterns' last literals occur in `text` (see [`Endings`]).
+    pub fn endings_in(&self, text: &str) -> Endings<'_> {
         let mut present = vec![false; self.endings.patterns_len()];
+        let mut at: Vec<(usize, usize)> = Vec::new();
         for m in self.endings.find_overlapping_iter(text) {
             present[m.pattern().as_usize()] = true;
+            at.push((m.pattern().as_usize(), m.start()));
         }
-        self.needs
-            .iter()
-            .map(|n| n.as_ref().is_none_or(|ids| ids.iter().any(|&i| present[i])))
-            .collect()
+        at.sort_unstable();
+        Endings {
+            anchors: self,
+            present,
+            at,
+        }
+    }
+}
+
+/// The occurrences of the patterns' last literals in one message. A pattern none of whose
+/// last literals occurs cannot match at all; one tried at a start needs one of them within
+/// reach of that start.
+pub struct Endings<'a> {
+    anchors: &'a Anchors,
+    present: Vec<bool>,
+    /// (literal, position), sorted.
+    at: Vec<(usize, usize)>,
+}
+
+impl Endings<'_> {
+    /// Whether the pattern can match somewhere in the message.
+    pub fn possible(&self, pattern: usize) -> bool {
+        self.anchors.needs[pattern]
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|&i| self.present[i]))
+    }
+
+    /// The sorted positions where one of the pattern's last literals begins; None when the
+    /// pattern's end is not known (any start may match).
+    pub fn positions(&self, pattern: usize) -> Option<Vec<usize>> {
+        let ids = self.anchors.needs[pattern].as_ref()?;
+        let mut out = Vec::new();
+        for &id in ids.iter().filter(|&&i| self.present[i]) {
+            let from = self.at.partition_point(|&(l, _)| l < id);
+            let to = self.at.partition_point(|&(l, _)| l <= id);
+            out.extend(self.at[from..to].iter().map(|&(_, pos)| pos));
+        }
+        out.sort_unstable();
+        Some(out)
     }
 }
 
@@ -1870,6 +1984,14 @@ fn compile(
         name: raw.policy.name,
         version: raw.policy.version,
         source: raw.policy.source,
+        longest_hint: languages
+            .iter()
+            .filter_map(|l| match &l.gate {
+                Gate::Hints { words, .. } => words.iter().map(String::len).max(),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0),
         languages,
         default_region,
         level_names,
@@ -1947,6 +2069,30 @@ mod tests {
         assert!(de.opens("läuft"));
         assert!(!de.opens("the server is down since the update"));
         assert!(!de.opens("seitan"), "whole words only");
+    }
+
+    #[test]
+    fn open_packs_agrees_with_each_gate() {
+        let policy = Policy::embedded();
+        for text in [
+            "prod node down, all cts offline",
+            "der server bootet nicht mehr",
+            "el vps no arranca desde la actualización",
+            "le serveur ne démarre plus",
+            "сервер лежит после обновления",
+            "虚拟机无法启动",
+            "hn3 down. сервер не отвечает, der knoten ist tot, 服务器宕机",
+            "",
+        ] {
+            let one_pass = policy.open_packs(text);
+            let each: Vec<bool> = policy
+                .languages
+                .iter()
+                .map(|l| l.gate.opens(text))
+                .collect();
+            assert_eq!(one_pass, each, "{text}");
+        }
+        assert!(policy.open_packs("сервер лежит").iter().any(|&o| o));
     }
 
     use super::*;
