@@ -168,7 +168,7 @@ pub struct Summary {
     pub accuracy: f64,
     /// level → (precision, recall, support)
     pub per_level: BTreeMap<u8, (f64, f64, usize)>,
-    /// confusion[expected][got]
+    /// `confusion[expected][got]`
     pub confusion: BTreeMap<u8, BTreeMap<u8, usize>>,
     pub question_precision: f64,
     pub question_recall: f64,

@@ -83,7 +83,7 @@ pub struct Receipt {
     pub previous: Option<u8>,
     pub severity: u8,
     pub decision: Decision,
-    /// What happened to the answer, in words ("queued <id>", "not answered: ...").
+    /// What happened to the answer, in words (`"queued <id>"`, `"not answered: ..."`).
     pub reply: String,
     /// Outbox rows queued for this message.
     pub queued: Vec<i64>,

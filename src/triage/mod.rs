@@ -1,8 +1,8 @@
 //! The triage engine: pure text in, decision out. No I/O, no async, no channel types.
 //!
 //! Two steps, kept apart because channels merge the facts of a whole thread before
-//! classifying: [`extract`] turns one message into [`Facts`] (tri-state, with evidence),
-//! [`classify`] turns facts into a [`Decision`] (severity, rule, rationale, questions, labels).
+//! classifying: [`extract()`](fn@extract) turns one message into [`Facts`] (tri-state, with evidence),
+//! [`classify()`](fn@classify) turns facts into a [`Decision`] (severity, rule, rationale, questions, labels).
 //! Everything they know comes from a [`Policy`] compiled once from `config/policy.toml`.
 
 pub mod check;

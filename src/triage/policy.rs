@@ -622,13 +622,13 @@ pub struct Confidence {
 /// Line-structure recognizers (quotes, forwards, signatures, templates, logs).
 #[derive(Debug)]
 pub struct TextRules {
-    /// All of [text] in one set, matched once per line (indentation allowed before the
+    /// All of `[text]` in one set, matched once per line (indentation allowed before the
     /// non-log rules), with the kind each pattern belongs to.
     pub all: RegexSet,
     pub kinds: Vec<LineKind>,
 }
 
-/// Which list of [text] a line rule comes from.
+/// Which list of `[text]` a line rule comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineKind {
     Quote,
@@ -639,7 +639,7 @@ pub enum LineKind {
     Log,
 }
 
-/// What one line is, by the [text] rules.
+/// What one line is, by the `[text]` rules.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LineMatch {
     pub quote: bool,

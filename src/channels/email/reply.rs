@@ -264,7 +264,7 @@ impl ReplyWriter {
     }
 }
 
-/// "Re: <subject> [FL-12]": one "Re:", the token once.
+/// `"Re: <subject> [FL-12]"`: one "Re:", the token once.
 pub fn reply_subject(subject: &str, token: &str) -> String {
     let mut s = subject.trim();
     loop {
