@@ -871,9 +871,10 @@ fn phone(policy: &Policy, norm: &Normalized, hits: &[Hit], facts: &mut Facts) {
             });
             return;
         }
-        if fallback.is_none() && h.number != (h.start, h.end) {
-            // Introduced by a phone word but not a number the library can place: keep it as
-            // written (digits and a leading +) so an agent can still call.
+        if fallback.is_none() && (h.number != (h.start, h.end) || international) {
+            // Introduced by a phone word, or written with its country code, but not a number
+            // the library can place (an old numbering plan, a new range it does not know):
+            // keep it as written (digits and a leading +) so an agent can still call.
             let kept = if international {
                 format!("+{digits}")
             } else {

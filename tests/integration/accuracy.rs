@@ -45,6 +45,8 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev8.jsonl",
             "fixtures/triage/dev9.jsonl",
             "fixtures/triage/dev10.jsonl",
+            "fixtures/triage/dev12.jsonl",
+            "fixtures/triage/dev13.jsonl",
         ],
         "95",
         "100",
@@ -61,7 +63,7 @@ fn email_structure_split_does_not_fall_below_its_measured_floor() {
     assert!(ok, "{report}");
 }
 
-// The five language packs were tuned on two independent dev splits; both must stay near
+// The five language packs were tuned on four independent dev splits; all must stay near
 // perfect and find every level-1 case.
 #[test]
 fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
@@ -69,6 +71,8 @@ fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
         &[
             "fixtures/triage/i18n-dev.jsonl",
             "fixtures/triage/i18n-dev2.jsonl",
+            "fixtures/triage/i18n-dev3.jsonl",
+            "fixtures/triage/i18n-dev4.jsonl",
         ],
         "98",
         "100",
@@ -77,10 +81,11 @@ fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
 }
 
 // The held-back language split (10 cases per language, never read while tuning). Measured on
-// 2026-11-26: 39/50 = 78% and 9 of 12 level-1 cases (75%), far from the English numbers, so
-// issue 6 stays open. This floor keeps the unseen cases from getting worse unnoticed.
+// 2026-11-26: 39/50 = 78% and 9 of 12 level-1 cases (75%); after tuning on two more dev
+// splits, 41/50 = 82% and 10 of 12 (83%). Still far from the English numbers, so issue 6
+// stays open. This floor keeps the unseen cases from getting worse unnoticed.
 #[test]
 fn held_back_language_split_does_not_fall_below_its_measured_floor() {
-    let (ok, report) = eval(&["fixtures/triage/i18n-test.jsonl"], "78", "75");
+    let (ok, report) = eval(&["fixtures/triage/i18n-test.jsonl"], "82", "83");
     assert!(ok, "{report}");
 }
