@@ -363,6 +363,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         p.notes.len(),
                         p.questions.len()
                     );
+                    let slow = &p.anchors.unanchored;
+                    if !slow.is_empty() {
+                        println!(
+                            "note: {} pattern(s) have no fixed first words, so each is searched over every whole message (slower than the others); starting them with words makes them cheap:",
+                            slow.len()
+                        );
+                        for &i in slow {
+                            let pat = &p.patterns[i];
+                            let lang = pat
+                                .language
+                                .map_or(triage::lang::BASE, |l| p.languages[l].code.as_str());
+                            let shown: String = pat.source.chars().take(100).collect();
+                            println!(
+                                "  {} [{lang}]: {shown}{}",
+                                p.attributes[pat.attribute].name,
+                                if shown.len() < pat.source.len() {
+                                    "…"
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(code) => Ok(code),

@@ -1004,7 +1004,7 @@ pub struct Anchors {
 }
 
 /// More start literals than this for one pattern and it is searched on every message.
-const MAX_ANCHORS_PER_PATTERN: usize = 2_000;
+const MAX_ANCHORS_PER_PATTERN: usize = 20_000;
 
 impl Anchors {
     fn build(patterns: &[Pattern]) -> Result<Anchors, String> {
