@@ -216,7 +216,13 @@ fn exact(p: &Pattern, text: &str, start: usize, end: usize) -> Option<Found> {
 /// Whether a match may begin at `start`: not in the middle of a word.
 fn start_ok(text: &str, start: usize) -> bool {
     !char_after(text, start).is_some_and(needs_edge)
-        || !char_before(text, start).is_some_and(is_word_char)
+        || !char_before(text, start).is_some_and(separates_words)
+}
+
+/// A character that continues a word of a spaced script: a Latin word glued to Chinese
+/// ("的vps") still begins and ends at the Chinese character, which writes no spaces.
+fn separates_words(c: char) -> bool {
+    is_word_char(c) && !is_unspaced_script(c)
 }
 
 /// Makes a match stand at word edges. A regex prefers the first alternative that fits,
@@ -486,9 +492,9 @@ fn in_quotes(text: &str, start: usize, end: usize) -> bool {
 /// found in "unavailable", nor "up" in "update".
 fn edges_ok(text: &str, start: usize, end: usize) -> bool {
     let start_ok = !char_after(text, start).is_some_and(needs_edge)
-        || !char_before(text, start).is_some_and(is_word_char);
+        || !char_before(text, start).is_some_and(separates_words);
     let end_ok = !char_before(text, end).is_some_and(needs_edge)
-        || !char_after(text, end).is_some_and(is_word_char);
+        || !char_after(text, end).is_some_and(separates_words);
     start_ok && end_ok
 }
 
