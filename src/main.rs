@@ -142,6 +142,14 @@ enum Command {
     },
 }
 
+/// `println!` that hands a write error (a reader that closed the pipe, as `| head` does) back
+/// to the caller instead of panicking; `main` treats a broken pipe as a normal end.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(io::stdout().lock(), $($arg)*)
+    };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -245,7 +253,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let source = ingest_source(&raw);
             match runtime()?.block_on(app.ingest(&raw, &source)) {
                 Ok(Handled::Triaged(r)) => {
-                    println!(
+                    out!(
                         "{}-{}: severity {} ({}), rule {}; {}",
                         app.settings.email.ticket_prefix,
                         r.ticket_id,
@@ -253,15 +261,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         app.policy.level_name(r.severity),
                         r.decision.rule,
                         r.reply
-                    );
+                    )?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Ok(Handled::Duplicate) => {
-                    println!("already recorded ({source}); nothing done");
+                    out!("already recorded ({source}); nothing done")?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Ok(Handled::Quarantined(reason)) => {
-                    println!("quarantined: {reason}");
+                    out!("quarantined: {reason}")?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -277,15 +285,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let r = firstline::channels::http::page::report(&app.store, days)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                out!("{}", serde_json::to_string_pretty(&r)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            out!(
                 "Last {days} days: {} of {} tickets kept firstline's severity ({}%).",
-                r["kept"], r["tickets"], r["agreement"]
-            );
+                r["kept"],
+                r["tickets"],
+                r["agreement"]
+            )?;
             if let Some(levels) = r["levels"].as_array().filter(|l| !l.is_empty()) {
-                println!("proposed  tickets  kept  agreement  final levels");
+                out!("proposed  tickets  kept  agreement  final levels")?;
                 for l in levels {
                     let finals: Vec<String> = l["final"]
                         .as_object()
@@ -293,14 +303,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .flatten()
                         .map(|(k, v)| format!("{k}:{v}"))
                         .collect();
-                    println!(
+                    out!(
                         "{:>8}  {:>7}  {:>4}  {:>8}%  {}",
                         l["proposed"].to_string(),
                         l["tickets"].to_string(),
                         l["kept"].to_string(),
                         l["agreement"].to_string(),
                         finals.join(" ")
-                    );
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -355,27 +365,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 });
             match load_policy(&policy) {
                 Ok(p) => {
-                    println!(
+                    out!(
                         "{name}: ok ({} attributes, {} patterns, {} rules, {} notes, {} questions)",
                         p.attributes.len(),
                         p.patterns.len(),
                         p.rules.len() + 1,
                         p.notes.len(),
                         p.questions.len()
-                    );
+                    )?;
                     let slow = &p.anchors.unanchored;
                     if !slow.is_empty() {
-                        println!(
+                        out!(
                             "note: {} pattern(s) have no fixed first words, so each is searched over every whole message (slower than the others); starting them with words makes them cheap:",
                             slow.len()
-                        );
+                        )?;
                         for &i in slow {
                             let pat = &p.patterns[i];
                             let lang = pat
                                 .language
                                 .map_or(triage::lang::BASE, |l| p.languages[l].code.as_str());
                             let shown: String = pat.source.chars().take(100).collect();
-                            println!(
+                            out!(
                                 "  {} [{lang}]: {shown}{}",
                                 p.attributes[pat.attribute].name,
                                 if shown.len() < pat.source.len() {
@@ -383,7 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                                 } else {
                                     ""
                                 }
-                            );
+                            )?;
                         }
                     }
                     Ok(ExitCode::SUCCESS)
@@ -453,7 +463,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let summary = eval::summarize(&levels, &all);
             if json {
                 let v = json!({"summary": summary, "outcomes": outcomes});
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 print!("{}", eval::render(&levels, &outcomes, checks));
             }

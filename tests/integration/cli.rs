@@ -314,3 +314,33 @@ fn eval_of_an_empty_file_is_bad_input_not_a_pass() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("no labelled cases"), "{}", stderr(&o));
 }
+
+// A reader that stops early (`firstline eval --json … | head`) closes the pipe: the command
+// ends quietly with success, it does not panic on the failed write.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = crate::bin()
+        .args(["eval", "--json", "fixtures/triage/dev.jsonl"])
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start firstline");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read the first line");
+    // The reader (and the pipe with it) is gone here; the report is far longer than a pipe
+    // buffer, so the command's next writes fail.
+    let out = child.wait_with_output().expect("wait for firstline");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(first.starts_with('{'), "first line: {first}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    assert!(
+        out.status.success(),
+        "status {:?}, stderr: {err}",
+        out.status
+    );
+}
