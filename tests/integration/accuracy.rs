@@ -47,6 +47,7 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev10.jsonl",
             "fixtures/triage/dev12.jsonl",
             "fixtures/triage/dev13.jsonl",
+            "fixtures/triage/dev14.jsonl",
         ],
         "95",
         "100",
