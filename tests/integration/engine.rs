@@ -171,6 +171,25 @@ fn intermittent_lowers_an_outage_to_3() {
     assert_eq!(d.base_level, 1, "{}", show(&d));
 }
 
+// A failure that recurs every few minutes is going on all the time: not intermittent, not
+// lowered. One that recurs every few days is intermittent (docs/policy-decisions.md).
+#[test]
+fn a_reboot_loop_of_minutes_is_an_outage_not_intermittent() {
+    for text in [
+        "Our production node hn4 reboots every 5 minutes, all containers go down with it.",
+        "Notre serveur de production redémarre toutes les 5 minutes.",
+        "El nodo de producción se reinicia cada 5 minutos.",
+        "Продакшн нода перезагружается каждые 5 минут.",
+    ] {
+        let d = decide(text);
+        assert_eq!(flag(&d, "intermittent"), None, "{text}: {}", show(&d));
+        assert_eq!(d.severity, 1, "{text}: {}", show(&d));
+    }
+    let d = decide("Our production node crashes every few days.");
+    assert_eq!(flag(&d, "intermittent"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 3, "{}", show(&d));
+}
+
 // The seed: "backup of a specific container is not created" is Normal (3).
 #[test]
 fn backup_failure_of_only_one_container_is_3() {
