@@ -39,7 +39,9 @@ fn is_unspaced_script(c: char) -> bool {
     )
 }
 
-/// A letter or digit that must stand at a word edge when a match begins or ends with it.
+/// A letter or digit of a spaced script: a match that begins or ends with one must stand at
+/// a word edge, and only such a character next to it is the same word (a Latin word glued
+/// to Chinese, "的vps", begins at the Chinese character, which writes no spaces).
 fn needs_edge(c: char) -> bool {
     is_word_char(c) && !is_unspaced_script(c)
 }
@@ -216,13 +218,7 @@ fn exact(p: &Pattern, text: &str, start: usize, end: usize) -> Option<Found> {
 /// Whether a match may begin at `start`: not in the middle of a word.
 fn start_ok(text: &str, start: usize) -> bool {
     !char_after(text, start).is_some_and(needs_edge)
-        || !char_before(text, start).is_some_and(separates_words)
-}
-
-/// A character that continues a word of a spaced script: a Latin word glued to Chinese
-/// ("的vps") still begins and ends at the Chinese character, which writes no spaces.
-fn separates_words(c: char) -> bool {
-    is_word_char(c) && !is_unspaced_script(c)
+        || !char_before(text, start).is_some_and(needs_edge)
 }
 
 /// Makes a match stand at word edges. A regex prefers the first alternative that fits,
@@ -491,11 +487,9 @@ fn in_quotes(text: &str, start: usize, end: usize) -> bool {
 /// A match that begins (ends) with a letter or digit must begin (end) a word: "lab" is not
 /// found in "unavailable", nor "up" in "update".
 fn edges_ok(text: &str, start: usize, end: usize) -> bool {
-    let start_ok = !char_after(text, start).is_some_and(needs_edge)
-        || !char_before(text, start).is_some_and(separates_words);
     let end_ok = !char_before(text, end).is_some_and(needs_edge)
-        || !char_after(text, end).is_some_and(separates_words);
-    start_ok && end_ok
+        || !char_after(text, end).is_some_and(needs_edge);
+    start_ok(text, start) && end_ok
 }
 
 /// Where the clauses of a message break, found once per message: negation and tense do not

@@ -2,7 +2,7 @@
 //! to whatlang; the answer is one of the languages the policy has a pack for, else English.
 
 use super::facts::Source;
-use super::policy::Policy;
+use super::policy::{Policy, Script};
 use super::text::Normalized;
 
 /// The base language of every policy.
@@ -49,10 +49,10 @@ pub fn detect_text(policy: &Policy, text: &str) -> String {
     let (mut han, mut cyrillic, mut letters) = (0usize, 0usize, 0usize);
     for c in text.chars().filter(|c| c.is_alphabetic()) {
         letters += 1;
-        match c as u32 {
-            0x4E00..=0x9FFF | 0x3400..=0x4DBF => han += 1,
-            0x0400..=0x04FF => cyrillic += 1,
-            _ => {}
+        if Script::Han.has(c) {
+            han += 1;
+        } else if Script::Cyrillic.has(c) {
+            cyrillic += 1;
         }
     }
     if han >= 2 && known("zh") {

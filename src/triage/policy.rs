@@ -586,22 +586,6 @@ impl Script {
     }
 }
 
-impl Gate {
-    /// Whether the (normalized, case-folded) text opens the gate.
-    pub fn opens(&self, text: &str) -> bool {
-        match self {
-            Gate::Always => true,
-            Gate::Script(s) => text.chars().any(|c| s.has(c)),
-            Gate::Hints { words, letters } => {
-                text.chars().any(|c| letters.contains(&c))
-                    || text
-                        .split(|c: char| !c.is_alphanumeric())
-                        .any(|w| !w.is_empty() && words.contains(w))
-            }
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct Labels {
     pub severity: String,
@@ -727,9 +711,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Which language packs the (normalized, case-folded) text opens, as [`Gate::opens`]
-    /// says for each, in one pass over the letters and one over the words instead of one of
-    /// each per pack. Pure-ASCII text has no letter a gate looks for.
+    /// Which language packs the (normalized, case-folded) text opens (see [`Gate`]), in one
+    /// pass over the letters and one over the words for all packs. Pure-ASCII text has no
+    /// letter a gate looks for.
     pub fn open_packs(&self, text: &str) -> Vec<bool> {
         let gates: Vec<&Gate> = self.languages.iter().map(|l| &l.gate).collect();
         let mut open: Vec<bool> = gates.iter().map(|g| matches!(g, Gate::Always)).collect();
@@ -1009,47 +993,13 @@ const MAX_ANCHORS_PER_PATTERN: usize = 20_000;
 impl Anchors {
     fn build(patterns: &[Pattern]) -> Result<Anchors, String> {
         use regex_syntax::hir::literal::{ExtractKind, Extractor};
-        let mut extractor = Extractor::new();
-        extractor
+        let mut prefixes = Extractor::new();
+        prefixes
             .kind(ExtractKind::Prefix)
             .limit_class(24)
             .limit_repeat(4)
             .limit_literal_len(10)
             .limit_total(MAX_ANCHORS_PER_PATTERN);
-        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut owners: Vec<Vec<usize>> = Vec::new();
-        let mut unanchored = Vec::new();
-        for (i, p) in patterns.iter().enumerate() {
-            let hir = regex_syntax::ParserBuilder::new()
-                .build()
-                .parse(&p.source)
-                .map_err(|e| e.to_string())?;
-            let seq = extractor.extract(&hir);
-            let lits = match seq.literals() {
-                Some(l) if !l.is_empty() && l.iter().all(|x| !x.as_bytes().is_empty()) => l,
-                _ => {
-                    unanchored.push(i);
-                    continue;
-                }
-            };
-            for lit in lits {
-                let key = lit.as_bytes().to_vec();
-                let at = *index.entry(key.clone()).or_insert_with(|| {
-                    literals.push(key);
-                    owners.push(Vec::new());
-                    literals.len() - 1
-                });
-                if !owners[at].contains(&i) {
-                    owners[at].push(i);
-                }
-            }
-        }
-        let automaton = aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::Standard)
-            .build(&literals)
-            .map_err(|e| e.to_string())?;
-
         // Last literals: short ones (a letter or two) are in every message and filter
         // nothing, so a pattern that may end with one is always tried.
         let mut suffixes = Extractor::new();
@@ -1059,39 +1009,43 @@ impl Anchors {
             .limit_repeat(4)
             .limit_literal_len(8)
             .limit_total(MAX_ANCHORS_PER_PATTERN);
-        let mut ending_index: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut endings: Vec<Vec<u8>> = Vec::new();
+        let mut starts = Literals::default();
+        let mut owners: Vec<Vec<usize>> = Vec::new();
+        let mut unanchored = Vec::new();
+        let mut endings = Literals::default();
         let mut needs = Vec::with_capacity(patterns.len());
-        for p in patterns {
+        for (i, p) in patterns.iter().enumerate() {
             let hir = regex_syntax::ParserBuilder::new()
                 .build()
                 .parse(&p.source)
                 .map_err(|e| e.to_string())?;
-            let seq = suffixes.extract(&hir);
-            let need = match seq.literals() {
+            match prefixes.extract(&hir).literals() {
+                Some(l) if !l.is_empty() && l.iter().all(|x| !x.as_bytes().is_empty()) => {
+                    for lit in l {
+                        let at = starts.id(lit.as_bytes());
+                        if at == owners.len() {
+                            owners.push(Vec::new());
+                        }
+                        if !owners[at].contains(&i) {
+                            owners[at].push(i);
+                        }
+                    }
+                }
+                _ => unanchored.push(i),
+            }
+            needs.push(match suffixes.extract(&hir).literals() {
                 Some(l) if !l.is_empty() && l.iter().all(|x| x.as_bytes().len() >= MIN_ENDING) => {
-                    let mut ids: Vec<usize> = l
-                        .iter()
-                        .map(|lit| {
-                            let key = lit.as_bytes().to_vec();
-                            *ending_index.entry(key.clone()).or_insert_with(|| {
-                                endings.push(key);
-                                endings.len() - 1
-                            })
-                        })
-                        .collect();
+                    let mut ids: Vec<usize> =
+                        l.iter().map(|lit| endings.id(lit.as_bytes())).collect();
                     ids.sort_unstable();
                     ids.dedup();
                     Some(ids)
                 }
                 _ => None,
-            };
-            needs.push(need);
+            });
         }
-        let endings = aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::Standard)
-            .build(&endings)
-            .map_err(|e| e.to_string())?;
+        let automaton = starts.automaton()?;
+        let endings = endings.automaton()?;
         Ok(Anchors {
             automaton,
             patterns: owners,
@@ -1148,6 +1102,32 @@ impl Endings<'_> {
         }
         out.sort_unstable();
         Some(out)
+    }
+}
+
+/// Distinct literals, each with the index it was first given, for one Aho-Corasick automaton.
+#[derive(Default)]
+struct Literals {
+    index: HashMap<Vec<u8>, usize>,
+    list: Vec<Vec<u8>>,
+}
+
+impl Literals {
+    fn id(&mut self, lit: &[u8]) -> usize {
+        if let Some(&i) = self.index.get(lit) {
+            return i;
+        }
+        self.list.push(lit.to_vec());
+        self.index.insert(lit.to_vec(), self.list.len() - 1);
+        self.list.len() - 1
+    }
+
+    /// Every literal found wherever it occurs, overlapping ones included.
+    fn automaton(&self) -> Result<aho_corasick::AhoCorasick, String> {
+        aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(&self.list)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -2056,43 +2036,30 @@ impl Reporter<'_> {
 mod tests {
 
     #[test]
-    fn language_gates_open_on_their_script_or_words() {
-        let cyr = Gate::Script(Script::Cyrillic);
-        assert!(cyr.opens("prod нода упала"));
-        assert!(!cyr.opens("prod node down"));
-        assert!(Gate::Script(Script::Han).opens("虚拟机无法启动"));
-        let de = Gate::Hints {
-            words: ["seit", "nicht"].into_iter().map(String::from).collect(),
-            letters: vec!['ä', 'ö', 'ü'],
-        };
-        assert!(de.opens("vps tot seit 10 min"));
-        assert!(de.opens("läuft"));
-        assert!(!de.opens("the server is down since the update"));
-        assert!(!de.opens("seitan"), "whole words only");
-    }
-
-    #[test]
-    fn open_packs_agrees_with_each_gate() {
+    fn language_packs_open_on_their_script_words_or_letters() {
         let policy = Policy::embedded();
-        for text in [
-            "prod node down, all cts offline",
-            "der server bootet nicht mehr",
-            "el vps no arranca desde la actualización",
-            "le serveur ne démarre plus",
-            "сервер лежит после обновления",
-            "虚拟机无法启动",
-            "hn3 down. сервер не отвечает, der knoten ist tot, 服务器宕机",
-            "",
-        ] {
-            let one_pass = policy.open_packs(text);
-            let each: Vec<bool> = policy
-                .languages
+        let opened = |text: &str| -> Vec<&str> {
+            policy
+                .open_packs(text)
                 .iter()
-                .map(|l| l.gate.opens(text))
-                .collect();
-            assert_eq!(one_pass, each, "{text}");
+                .zip(&policy.languages)
+                .filter(|(open, _)| **open)
+                .map(|(_, l)| l.code.as_str())
+                .collect()
+        };
+        assert!(opened("prod node down, all cts offline").is_empty());
+        assert!(opened("the server is down since the update").is_empty());
+        assert_eq!(opened("prod нода упала"), ["ru"]);
+        assert_eq!(opened("虚拟机无法启动"), ["zh"]);
+        assert!(opened("vps tot seit 10 min").contains(&"de"));
+        assert!(opened("läuft").contains(&"de"), "a letter opens it");
+        assert!(!opened("seitan").contains(&"de"), "whole words only");
+        assert!(opened("le serveur ne démarre plus").contains(&"fr"));
+        assert!(opened("el vps no arranca").contains(&"es"));
+        let mixed = opened("hn3 down. сервер не отвечает, der knoten ist tot, 服务器宕机");
+        for code in ["de", "ru", "zh"] {
+            assert!(mixed.contains(&code), "{code} in {mixed:?}");
         }
-        assert!(policy.open_packs("сервер лежит").iter().any(|&o| o));
     }
 
     use super::*;
