@@ -134,7 +134,7 @@ enum Command {
     /// Validate a policy file and list every error with its line; exit 1 when there are any.
     #[command(
         name = "check-config",
-        after_help = "Examples:\n  firstline check-config\n  firstline check-config --policy config/policy.toml"
+        after_help = "Examples:\n  firstline check-config\n  firstline check-config --policy config/policy.toml\n\nA valid policy is reported with its counts, and with a note naming the patterns that have no fixed first words: each of those is searched over every whole message, which is slow."
     )]
     CheckConfig {
         #[command(flatten)]
