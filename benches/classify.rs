@@ -954,6 +954,19 @@ fn main() -> ExitCode {
     }
     row("extract only, all", extract, passes);
 
+    // The first step of extract() alone: markup, case folding, quote/log/signature lines.
+    let mut normalize = Tally::default();
+    for _ in 0..passes {
+        let start = Instant::now();
+        for m in &corpus {
+            black_box(triage::text::normalize(black_box(m), &policy.text));
+        }
+        normalize.time += start.elapsed();
+        normalize.messages += corpus.len();
+        normalize.bytes += total_bytes;
+    }
+    row("normalize only, all", normalize, passes);
+
     // classify() alone, on facts extracted once beforehand.
     let facts: Vec<Facts> = corpus.iter().map(|m| triage::extract(&policy, m)).collect();
     let mut classify = Tally::default();

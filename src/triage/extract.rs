@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
 use super::facts::{Evidence, Fact, FactValue, Facts, Source};
-use super::policy::{AttributeKind, MatchValue, Pattern, Policy};
+use super::policy::{Anchors, AttributeKind, MAX_MATCH_LEN, MatchValue, Pattern, Policy};
 use super::text::{self, Normalized};
 
 /// One occurrence of a pattern in the message.
@@ -291,80 +291,140 @@ fn previous_word_end(text: &str, start: usize, limit: usize) -> Option<usize> {
     None
 }
 
-fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
-    let text = norm.text.as_str();
-    let anchors = &policy.anchors;
-    // Where each pattern may start, from one scan for all start literals over the text that
-    // can count (see `readable_ranges`).
-    let mut starts: Vec<(usize, usize)> = Vec::new();
-    // Language packs this message opens (a Russian pack's patterns are not tried on a
-    // message without a Cyrillic letter).
-    let open = policy.open_packs(text);
-    let endings = anchors.endings_in(text);
-    let tried = |pattern: usize| {
-        policy.patterns[pattern].language.is_none_or(|l| open[l]) && endings.possible(pattern)
-    };
-    for (from, to) in readable_ranges(norm) {
-        let input = aho_corasick::Input::new(text.as_bytes()).span(from..to);
-        for m in anchors.automaton.find_overlapping_iter(input) {
-            // Start literals are found inside words too ("ve" in "have"): a match may only
-            // begin at a word edge, so those are dropped before any pattern is tried.
-            if !start_ok(text, m.start()) {
-                continue;
-            }
-            for &pattern in &anchors.patterns[m.pattern().as_usize()] {
-                if tried(pattern) {
-                    starts.push((pattern, m.start()));
+/// The positions where each tried pattern may start, grouped by pattern in pattern order,
+/// each group sorted: a counting sort of the start literals' owners.
+struct Starts {
+    flat: Vec<usize>,
+    /// (pattern, its stretch of `flat`).
+    groups: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+impl Starts {
+    fn new(
+        anchors: &Anchors,
+        literal_starts: &[(u32, usize)],
+        tried: impl Fn(usize) -> bool,
+    ) -> Starts {
+        let patterns = anchors.needs.len();
+        // Whether each pattern is tried, asked once and only of patterns that may start
+        // somewhere: 0 not asked yet, 1 tried, 2 not.
+        let mut verdict = vec![0u8; patterns];
+        for &(lit, _) in literal_starts {
+            for &p in &anchors.patterns[lit as usize] {
+                if verdict[p] == 0 {
+                    verdict[p] = if tried(p) { 1 } else { 2 };
                 }
             }
         }
+        let owners = |lit: u32| {
+            anchors.patterns[lit as usize]
+                .iter()
+                .copied()
+                .filter(|&p| verdict[p] == 1)
+        };
+        // Where each pattern's group begins in `flat`: a prefix sum of the counts.
+        let mut first = vec![0usize; patterns + 1];
+        for &(lit, _) in literal_starts {
+            for p in owners(lit) {
+                first[p + 1] += 1;
+            }
+        }
+        for i in 1..first.len() {
+            first[i] += first[i - 1];
+        }
+        let mut flat = vec![0usize; first[patterns]];
+        let mut fill = first.clone();
+        for &(lit, start) in literal_starts {
+            for p in owners(lit) {
+                flat[fill[p]] = start;
+                fill[p] += 1;
+            }
+        }
+        let mut groups = Vec::new();
+        for (p, bounds) in first.windows(2).enumerate() {
+            let range = bounds[0]..bounds[1];
+            if !range.is_empty() {
+                flat[range.clone()].sort_unstable();
+                groups.push((p, range));
+            }
+        }
+        Starts { flat, groups }
     }
-    starts.sort_unstable();
-    starts.dedup();
+}
+
+fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
+    let text = norm.text.as_str();
+    let anchors = &policy.anchors;
+    // Language packs this message opens (a Russian pack's patterns are not tried on a
+    // message without a Cyrillic letter).
+    let open = policy.open_packs(text);
+    // One scan for every literal: where the patterns' last literals lie, and where a start
+    // literal begins inside the text that can count (see `readable_ranges`). Start literals
+    // are found inside words too ("ve" in "have"): a match may only begin at a word edge, so
+    // those are dropped before any pattern is tried.
+    let ranges = readable_ranges(norm);
+    let (endings, literal_starts) = anchors.scan(text, |start, end| {
+        let i = ranges.partition_point(|&(_, to)| to < end);
+        ranges.get(i).is_some_and(|&(from, _)| from <= start) && start_ok(text, start)
+    });
+    let tried = |pattern: usize| {
+        policy.patterns[pattern].language.is_none_or(|l| open[l]) && endings.possible(pattern)
+    };
+    let starts = Starts::new(anchors, &literal_starts, tried);
     let mut found: Vec<(usize, Found)> = Vec::new();
-    let mut covered: Option<(usize, usize)> = None;
-    // Pasted logs and quoted text repeat themselves: a few occurrences of a pattern there are
-    // all the evidence that can count, so the rest is not looked at.
-    let mut weak_seen: HashMap<(usize, Source), (usize, usize)> = HashMap::new();
-    // The current pattern's last-literal positions, and how far its starts have gone in them.
-    let mut reach: Option<(usize, Option<Vec<usize>>, usize)> = None;
-    for (pattern, start) in starts {
-        // One pattern's occurrences do not overlap: the first one covers its stretch.
-        if covered.is_some_and(|(p, end)| p == pattern && start < end) {
-            continue;
-        }
-        // A match ends with one of the pattern's last literals, within MAX_MATCH_LEN.
-        if reach.as_ref().is_none_or(|(p, _, _)| *p != pattern) {
-            reach = Some((pattern, endings.positions(pattern), 0));
-        }
-        if let Some((_, Some(ends), next)) = reach.as_mut() {
-            while *next < ends.len() && ends[*next] < start {
-                *next += 1;
-            }
-            if ends.get(*next).is_none_or(|&e| e >= start + MAX_MATCH_LEN) {
-                continue;
-            }
-        }
+    let mut ends: Vec<usize> = Vec::new();
+    for (pattern, range) in &starts.groups {
+        let pattern = *pattern;
         let p = &policy.patterns[pattern];
         let phone = p.value == MatchValue::Phone;
-        match norm.source_at(start) {
-            None => continue,
-            Some(Source::Signature) if !phone => continue,
-            Some(src @ (Source::Log | Source::Quoted)) => {
-                let (hits, tries) = weak_seen.entry((pattern, src)).or_default();
+        // A match ends with one of the pattern's last literals, no further than the
+        // longest text the pattern can match.
+        let known_ends = endings.positions(pattern, &mut ends);
+        let reach = anchors.reach[pattern];
+        let mut next_end = 0;
+        // One pattern's occurrences do not overlap: the first one covers its stretch.
+        let mut covered = 0;
+        // Pasted logs and quoted text repeat themselves: a few occurrences of a pattern there
+        // are all the evidence that can count, so the rest is not looked at. (hits, tries)
+        // in logs and in quoted text.
+        let mut weak = [(0usize, 0usize); 2];
+        let mut previous = None;
+        for &start in &starts.flat[range.clone()] {
+            // The same start found by two of the pattern's literals is tried once.
+            if start < covered || previous == Some(start) {
+                continue;
+            }
+            previous = Some(start);
+            if known_ends {
+                while next_end < ends.len() && ends[next_end] < start {
+                    next_end += 1;
+                }
+                if ends.get(next_end).is_none_or(|&e| e >= start + reach) {
+                    continue;
+                }
+            }
+            let source = norm.source_at(start);
+            let weak_slot = match source {
+                None => continue,
+                Some(Source::Signature) if !phone => continue,
+                Some(Source::Log) => Some(0),
+                Some(Source::Quoted) => Some(1),
+                _ => None,
+            };
+            if let Some(w) = weak_slot {
+                let (hits, tries) = &mut weak[w];
                 if *hits >= MAX_EVIDENCE || *tries >= MAX_WEAK_TRIES {
                     continue;
                 }
                 *tries += 1;
             }
-            _ => {}
-        }
-        if let Some(f) = occurrence_at(p, text, start) {
-            if let Some(src @ (Source::Log | Source::Quoted)) = norm.source_at(start) {
-                weak_seen.entry((pattern, src)).or_default().0 += 1;
+            if let Some(f) = occurrence_at(p, text, start) {
+                if let Some(w) = weak_slot {
+                    weak[w].0 += 1;
+                }
+                covered = f.end;
+                found.push((pattern, f));
             }
-            covered = Some((pattern, f.end));
-            found.push((pattern, f));
         }
     }
     for &pattern in anchors.unanchored.iter().filter(|&&p| tried(p)) {
@@ -606,9 +666,6 @@ const CLAUSE_REACH: usize = 160;
 
 /// Tries of one pattern in pasted logs (and in quoted text) before it is given up there.
 const MAX_WEAK_TRIES: usize = 12;
-
-/// The longest stretch one pattern occurrence may cover, in bytes.
-const MAX_MATCH_LEN: usize = 400;
 
 /// At most this many pieces of evidence per fact: enough to show why, short enough to read.
 const MAX_EVIDENCE: usize = 3;

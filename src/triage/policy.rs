@@ -973,22 +973,36 @@ fn parse_collecting<T: serde::de::DeserializeOwned>(src: &str, rep: &mut Reporte
 /// has no finite set of literals are searched on every message.
 #[derive(Debug)]
 pub struct Anchors {
+    /// Every start literal and every last literal of the patterns, in one automaton: one
+    /// scan of a message finds both.
     pub automaton: aho_corasick::AhoCorasick,
-    /// Literal index → the patterns it may start.
+    /// Literal index → the patterns it may start (empty for a literal that only ends some).
     pub patterns: Vec<Vec<usize>>,
+    /// Literal index → its index among the last literals, or `NOT_AN_ENDING`.
+    pub ending: Vec<u32>,
+    /// How many distinct last literals there are.
+    pub endings: usize,
     /// Patterns without a finite set of start literals.
     pub unanchored: Vec<usize>,
-    /// The literals some pattern must end with, in one automaton: a pattern whose every
-    /// possible last literal is absent from a message cannot match anywhere in it, and is
-    /// not tried at all.
-    pub endings: aho_corasick::AhoCorasick,
-    /// Pattern → the indexes of its possible last literals in `endings`; None when its end
-    /// is not a finite set of literals (it is always tried).
-    pub needs: Vec<Option<Vec<usize>>>,
+    /// Pattern → the indexes (among the last literals) of its possible last literals: a
+    /// pattern whose every possible last literal is absent from a message cannot match
+    /// anywhere in it, and is not tried at all. None when its end is not a finite set of
+    /// literals (it is always tried).
+    pub needs: Vec<Option<Vec<u32>>>,
+    /// Last literal → the patterns that may end with it (the reverse of `needs`).
+    pub needed_by: Vec<Vec<usize>>,
+    /// Pattern → the longest text it can match, in bytes (at most `MAX_MATCH_LEN`).
+    pub reach: Vec<usize>,
 }
 
 /// More start literals than this for one pattern and it is searched on every message.
 const MAX_ANCHORS_PER_PATTERN: usize = 20_000;
+
+/// No match is longer than this many bytes (a pattern that could match more is cut there).
+pub const MAX_MATCH_LEN: usize = 400;
+
+/// `Anchors::ending` of a literal that ends no pattern.
+pub const NOT_AN_ENDING: u32 = u32::MAX;
 
 impl Anchors {
     fn build(patterns: &[Pattern]) -> Result<Anchors, String> {
@@ -1009,25 +1023,28 @@ impl Anchors {
             .limit_repeat(4)
             .limit_literal_len(8)
             .limit_total(MAX_ANCHORS_PER_PATTERN);
-        let mut starts = Literals::default();
-        let mut owners: Vec<Vec<usize>> = Vec::new();
+        let mut literals = Literals::default();
+        let mut endings = 0;
         let mut unanchored = Vec::new();
-        let mut endings = Literals::default();
         let mut needs = Vec::with_capacity(patterns.len());
+        let mut reach = Vec::with_capacity(patterns.len());
         for (i, p) in patterns.iter().enumerate() {
             let hir = regex_syntax::ParserBuilder::new()
                 .build()
                 .parse(&p.source)
                 .map_err(|e| e.to_string())?;
+            reach.push(
+                hir.properties()
+                    .maximum_len()
+                    .map_or(MAX_MATCH_LEN, |n| n.min(MAX_MATCH_LEN)),
+            );
             match prefixes.extract(&hir).literals() {
                 Some(l) if !l.is_empty() && l.iter().all(|x| !x.as_bytes().is_empty()) => {
                     for lit in l {
-                        let at = starts.id(lit.as_bytes());
-                        if at == owners.len() {
-                            owners.push(Vec::new());
-                        }
-                        if !owners[at].contains(&i) {
-                            owners[at].push(i);
+                        let at = literals.id(lit.as_bytes());
+                        let owners = &mut literals.owners[at];
+                        if !owners.contains(&i) {
+                            owners.push(i);
                         }
                     }
                 }
@@ -1035,8 +1052,17 @@ impl Anchors {
             }
             needs.push(match suffixes.extract(&hir).literals() {
                 Some(l) if !l.is_empty() && l.iter().all(|x| x.as_bytes().len() >= MIN_ENDING) => {
-                    let mut ids: Vec<usize> =
-                        l.iter().map(|lit| endings.id(lit.as_bytes())).collect();
+                    let mut ids: Vec<u32> = l
+                        .iter()
+                        .map(|lit| {
+                            let at = literals.id(lit.as_bytes());
+                            if literals.ending[at] == NOT_AN_ENDING {
+                                literals.ending[at] = endings;
+                                endings += 1;
+                            }
+                            literals.ending[at]
+                        })
+                        .collect();
                     ids.sort_unstable();
                     ids.dedup();
                     Some(ids)
@@ -1044,31 +1070,83 @@ impl Anchors {
                 _ => None,
             });
         }
-        let automaton = starts.automaton()?;
-        let endings = endings.automaton()?;
+        let automaton = literals.automaton()?;
+        let mut needed_by = vec![Vec::new(); endings as usize];
+        for (p, ids) in needs.iter().enumerate() {
+            for &id in ids.iter().flatten() {
+                needed_by[id as usize].push(p);
+            }
+        }
         Ok(Anchors {
+            needed_by,
             automaton,
-            patterns: owners,
+            patterns: literals.owners,
+            ending: literals.ending,
+            endings: endings as usize,
             unanchored,
-            endings,
             needs,
+            reach,
         })
     }
 
-    /// Where the patterns' last literals occur in `text` (see [`Endings`]).
-    pub fn endings_in(&self, text: &str) -> Endings<'_> {
-        let mut present = vec![false; self.endings.patterns_len()];
-        let mut at: Vec<(usize, usize)> = Vec::new();
-        for m in self.endings.find_overlapping_iter(text) {
-            present[m.pattern().as_usize()] = true;
-            at.push((m.pattern().as_usize(), m.start()));
+    /// One scan of `text` for every literal: where the patterns' last literals occur (see
+    /// [`Endings`]), and the (literal, position) pairs of start literals that begin at an
+    /// allowed position (`may_start`).
+    pub fn scan(
+        &self,
+        text: &str,
+        mut may_start: impl FnMut(usize, usize) -> bool,
+    ) -> (Endings<'_>, Vec<(u32, usize)>) {
+        let mut at: Vec<(u32, usize)> = Vec::new();
+        let mut starts: Vec<(u32, usize)> = Vec::new();
+        for m in self.automaton.find_overlapping_iter(text) {
+            let lit = m.pattern().as_usize();
+            let e = self.ending[lit];
+            if e != NOT_AN_ENDING {
+                at.push((e, m.start()));
+            }
+            if !self.patterns[lit].is_empty() && may_start(m.start(), m.end()) {
+                starts.push((lit as u32, m.start()));
+            }
         }
         at.sort_unstable();
-        Endings {
-            anchors: self,
-            present,
-            at,
+        let mut present: Vec<(u32, std::ops::Range<usize>)> = Vec::new();
+        for (i, &(e, _)) in at.iter().enumerate() {
+            match present.last_mut() {
+                Some((last, range)) if *last == e => range.end = i + 1,
+                _ => present.push((e, i..i + 1)),
+            }
         }
+        // Pattern → the occurring last literals it may end with (indexes into `present`),
+        // grouped by pattern: a counting sort over the reverse map.
+        let patterns = self.needs.len();
+        let mut first = vec![0u32; patterns + 1];
+        for (e, _) in &present {
+            for &p in &self.needed_by[*e as usize] {
+                first[p + 1] += 1;
+            }
+        }
+        for i in 1..first.len() {
+            first[i] += first[i - 1];
+        }
+        let mut occurring = vec![0u32; first[patterns] as usize];
+        let mut fill = first.clone();
+        for (i, (e, _)) in present.iter().enumerate() {
+            for &p in &self.needed_by[*e as usize] {
+                occurring[fill[p] as usize] = i as u32;
+                fill[p] += 1;
+            }
+        }
+        (
+            Endings {
+                anchors: self,
+                at,
+                present,
+                first,
+                occurring,
+            },
+            starts,
+        )
     }
 }
 
@@ -1077,39 +1155,52 @@ impl Anchors {
 /// reach of that start.
 pub struct Endings<'a> {
     anchors: &'a Anchors,
-    present: Vec<bool>,
-    /// (literal, position), sorted.
-    at: Vec<(usize, usize)>,
+    /// (last literal, position), sorted.
+    at: Vec<(u32, usize)>,
+    /// The last literals that occur, sorted, each with its stretch of `at`.
+    present: Vec<(u32, std::ops::Range<usize>)>,
+    /// Pattern `p`'s occurring last literals are `occurring[first[p]..first[p + 1]]`
+    /// (indexes into `present`).
+    first: Vec<u32>,
+    occurring: Vec<u32>,
 }
 
 impl Endings<'_> {
-    /// Whether the pattern can match somewhere in the message.
-    pub fn possible(&self, pattern: usize) -> bool {
-        self.anchors.needs[pattern]
-            .as_ref()
-            .is_none_or(|ids| ids.iter().any(|&i| self.present[i]))
+    /// The indexes into `present` of the pattern's last literals that occur.
+    fn occurring(&self, pattern: usize) -> &[u32] {
+        &self.occurring[self.first[pattern] as usize..self.first[pattern + 1] as usize]
     }
 
-    /// The sorted positions where one of the pattern's last literals begins; None when the
-    /// pattern's end is not known (any start may match).
-    pub fn positions(&self, pattern: usize) -> Option<Vec<usize>> {
-        let ids = self.anchors.needs[pattern].as_ref()?;
-        let mut out = Vec::new();
-        for &id in ids.iter().filter(|&&i| self.present[i]) {
-            let from = self.at.partition_point(|&(l, _)| l < id);
-            let to = self.at.partition_point(|&(l, _)| l <= id);
-            out.extend(self.at[from..to].iter().map(|&(_, pos)| pos));
+    /// Whether the pattern can match somewhere in the message: its end is not known, or one
+    /// of its last literals occurs.
+    pub fn possible(&self, pattern: usize) -> bool {
+        self.anchors.needs[pattern].is_none() || !self.occurring(pattern).is_empty()
+    }
+
+    /// The sorted positions where one of the pattern's last literals begins, into `out`;
+    /// false when the pattern's end is not known (any start may match).
+    pub fn positions(&self, pattern: usize, out: &mut Vec<usize>) -> bool {
+        out.clear();
+        if self.anchors.needs[pattern].is_none() {
+            return false;
+        }
+        for &i in self.occurring(pattern) {
+            let range = self.present[i as usize].1.clone();
+            out.extend(self.at[range].iter().map(|&(_, pos)| pos));
         }
         out.sort_unstable();
-        Some(out)
+        true
     }
 }
 
-/// Distinct literals, each with the index it was first given, for one Aho-Corasick automaton.
+/// Distinct literals, each with the index it was first given, for one Aho-Corasick automaton,
+/// and what each is to the patterns (see [`Anchors`]).
 #[derive(Default)]
 struct Literals {
     index: HashMap<Vec<u8>, usize>,
     list: Vec<Vec<u8>>,
+    owners: Vec<Vec<usize>>,
+    ending: Vec<u32>,
 }
 
 impl Literals {
@@ -1118,6 +1209,8 @@ impl Literals {
             return i;
         }
         self.list.push(lit.to_vec());
+        self.owners.push(Vec::new());
+        self.ending.push(NOT_AN_ENDING);
         self.index.insert(lit.to_vec(), self.list.len() - 1);
         self.list.len() - 1
     }
