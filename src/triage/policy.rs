@@ -689,6 +689,9 @@ pub struct Policy {
     pub languages: Vec<Language>,
     /// Length in bytes of the longest hint word of any pack's gate.
     pub longest_hint: usize,
+    /// Every gate's hint words, each with the packs it opens (bit `i`: `languages[i]`), so a
+    /// word of a message is looked up once for all packs.
+    pub hint_words: HashMap<String, u64>,
     pub default_region: Option<phonenumber::country::Id>,
     pub level_names: BTreeMap<u8, String>,
     pub attributes: Vec<Attribute>,
@@ -745,13 +748,13 @@ impl Policy {
             if w.is_empty() || w.len() > self.longest_hint {
                 continue;
             }
-            for (i, g) in gates.iter().enumerate() {
-                if let Gate::Hints { words, .. } = g {
-                    open[i] = open[i] || words.contains(w);
+            if let Some(&packs) = self.hint_words.get(w) {
+                for (i, o) in open.iter_mut().enumerate() {
+                    *o = *o || packs & (1 << i) != 0;
                 }
-            }
-            if !waiting(&open) {
-                break;
+                if !waiting(&open) {
+                    break;
+                }
             }
         }
         open
@@ -799,7 +802,13 @@ impl Policy {
         let mut loaded = Vec::new();
         let mut pack_errors = Vec::new();
         if packs == Packs::All {
-            for path in &raw.policy.languages {
+            for path in raw.policy.languages.iter().skip(MAX_PACKS) {
+                rep.spanned(
+                    path,
+                    format!("at most {MAX_PACKS} language packs can be listed"),
+                );
+            }
+            for path in raw.policy.languages.iter().take(MAX_PACKS) {
                 let (name, text) = match read_pack(file, path.get_ref()) {
                     Ok(x) => x,
                     Err(e) => {
@@ -1191,6 +1200,22 @@ impl Endings<'_> {
         out.sort_unstable();
         true
     }
+}
+
+/// Language packs one policy can list (a message's open packs are bits of a `u64`).
+const MAX_PACKS: usize = 64;
+
+/// Every hint word of the packs' gates, with the packs it opens (see `Policy::hint_words`).
+fn hint_words(languages: &[Language]) -> HashMap<String, u64> {
+    let mut map: HashMap<String, u64> = HashMap::new();
+    for (i, l) in languages.iter().enumerate() {
+        if let Gate::Hints { words, .. } = &l.gate {
+            for w in words {
+                *map.entry(w.clone()).or_default() |= 1 << i;
+            }
+        }
+    }
+    map
 }
 
 /// Distinct literals, each with the index it was first given, for one Aho-Corasick automaton,
@@ -2065,6 +2090,7 @@ fn compile(
             })
             .max()
             .unwrap_or(0),
+        hint_words: hint_words(&languages),
         languages,
         default_region,
         level_names,
