@@ -106,6 +106,7 @@ fn strip_markup(raw: &str) -> String {
 /// Case-folds and NFKC-normalizes one line, collapsing runs of white space to one space and
 /// typographic apostrophes to `'`. ASCII text takes a fast path.
 pub fn fold_into(line: &str, out: &mut String) {
+    let from = out.len();
     let mut last_space = true;
     let mut push = |c: char, out: &mut String| {
         if c.is_whitespace() {
@@ -132,7 +133,7 @@ pub fn fold_into(line: &str, out: &mut String) {
             }
         }
     }
-    while out.ends_with(' ') {
+    while out.len() > from && out.ends_with(' ') {
         out.pop();
     }
 }
@@ -193,20 +194,28 @@ pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
     let cleaned = strip_markup(raw);
     let raw_lines: Vec<&str> = cleaned.lines().collect();
     // Fold each line once: structure rules match the folded line.
-    let folded: Vec<String> = raw_lines
-        .iter()
-        .map(|l| {
-            // Keep leading indentation visible to log rules (code blocks, pasted output).
-            let body = l.trim_start();
-            let width: usize = l[..l.len() - body.len()]
-                .chars()
-                .map(|c| if c == '\t' { 4 } else { 1 })
-                .sum();
-            let mut s = " ".repeat(width.min(8));
-            fold_into(body, &mut s);
-            s
-        })
-        .collect();
+    // All folded lines in one buffer, each a stretch of it (one allocation, not one a line).
+    let mut buffer = String::with_capacity(cleaned.len() + raw_lines.len());
+    let mut bounds = Vec::with_capacity(raw_lines.len());
+    for l in &raw_lines {
+        let start = buffer.len();
+        // Keep leading indentation visible to log rules (code blocks, pasted output).
+        let body = l.trim_start();
+        let width: usize = l[..l.len() - body.len()]
+            .chars()
+            .map(|c| if c == '\t' { 4 } else { 1 })
+            .sum();
+        for _ in 0..width.min(8) {
+            buffer.push(' ');
+        }
+        fold_into(body, &mut buffer);
+        // A line of nothing but indentation folds to nothing.
+        while buffer.len() > start && buffer.ends_with(' ') {
+            buffer.pop();
+        }
+        bounds.push(start..buffer.len());
+    }
+    let folded: Vec<&str> = bounds.into_iter().map(|r| &buffer[r]).collect();
 
     let kinds = classify_lines(&raw_lines, &folded, rules);
 
@@ -257,7 +266,7 @@ pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
     out
 }
 
-fn classify_lines(raw: &[&str], folded: &[String], rules: &TextRules) -> Vec<Kind> {
+fn classify_lines(raw: &[&str], folded: &[&str], rules: &TextRules) -> Vec<Kind> {
     #[derive(PartialEq)]
     enum State {
         Own,
@@ -399,7 +408,7 @@ fn shell_prompt(raw: &str) -> bool {
 }
 
 /// Outlook quotes with a header block (`From: …` then `Sent:`/`Date:` lines) and no `>`.
-fn outlook_header_block(folded: &[String], matched: &[LineMatch], i: usize) -> bool {
+fn outlook_header_block(folded: &[&str], matched: &[LineMatch], i: usize) -> bool {
     let line = folded[i].trim();
     if !(line.starts_with("from:")
         || line.starts_with("von:")
@@ -414,7 +423,7 @@ fn outlook_header_block(folded: &[String], matched: &[LineMatch], i: usize) -> b
 }
 
 /// A sign-off starts a signature only when little follows it before a quote or the end.
-fn signature_is_short(folded: &[String], matched: &[LineMatch], i: usize) -> bool {
+fn signature_is_short(folded: &[&str], matched: &[LineMatch], i: usize) -> bool {
     let mut lines = 0;
     for (line, is) in folded.iter().zip(matched).skip(i + 1) {
         let t = line.trim();
