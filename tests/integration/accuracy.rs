@@ -51,6 +51,7 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev15.jsonl",
             "fixtures/triage/dev16.jsonl",
             "fixtures/triage/dev17.jsonl",
+            "fixtures/triage/dev18.jsonl",
         ],
         "95",
         "100",
