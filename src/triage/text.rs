@@ -73,6 +73,40 @@ fn looks_like_html(s: &str) -> bool {
     HTML_HINT.is_match(&s[..s.floor_char_boundary(64 * 1024)])
 }
 
+/// The HTML entities a support mail uses, and what each stands for.
+const ENTITIES: [(&str, &str); 7] = [
+    ("&nbsp;", " "),
+    ("&lt;", "<"),
+    ("&gt;", ">"),
+    ("&quot;", "\""),
+    ("&#39;", "'"),
+    ("&apos;", "'"),
+    ("&amp;", "&"),
+];
+
+/// Replaces the entities of `ENTITIES` in one pass; what a replacement yields is not read
+/// again ("&amp;lt;" is "&lt;").
+fn decode_entities(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        match ENTITIES.iter().find(|(e, _)| tail.starts_with(e)) {
+            Some((e, c)) => {
+                out.push_str(c);
+                rest = &tail[e.len()..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Removes markup that is structure, not words: HTML tags and entities, Markdown images and
 /// link targets. Line structure is kept.
 fn strip_markup(raw: &str) -> String {
@@ -84,17 +118,7 @@ fn strip_markup(raw: &str) -> String {
         raw.to_string()
     };
     if s.contains('&') {
-        for (ent, ch) in [
-            ("&nbsp;", " "),
-            ("&lt;", "<"),
-            ("&gt;", ">"),
-            ("&quot;", "\""),
-            ("&#39;", "'"),
-            ("&apos;", "'"),
-            ("&amp;", "&"),
-        ] {
-            s = s.replace(ent, ch);
-        }
+        s = decode_entities(&s);
     }
     if s.contains("](") {
         s = MD_IMAGE.replace_all(&s, " ").into_owned();
@@ -449,6 +473,19 @@ mod tests {
         assert_eq!(fold("The  Server DOESN’T\tboot"), "the server doesn't boot");
         assert_eq!(fold("ＶＰＳ Straße"), "vps strasse");
         assert_eq!(fold("ascii ONLY  "), "ascii only");
+    }
+
+    #[test]
+    fn decodes_entities_once() {
+        assert_eq!(
+            decode_entities("a &lt;b&gt; &amp;lt; &nbsp;x"),
+            "a <b> &lt;  x"
+        );
+        assert_eq!(
+            decode_entities("R&D &amp c&#39;s &quot;q&quot;"),
+            "R&D &amp c's \"q\""
+        );
+        assert_eq!(decode_entities("ends with &"), "ends with &");
     }
 
     #[test]
