@@ -309,10 +309,15 @@ impl Starts {
         // Whether each pattern is tried, asked once and only of patterns that may start
         // somewhere: 0 not asked yet, 1 tried, 2 not.
         let mut verdict = vec![0u8; patterns];
+        // Where each pattern's group begins in `flat`: a prefix sum of the counts.
+        let mut first = vec![0usize; patterns + 1];
         for &(lit, _) in literal_starts {
             for &p in &anchors.patterns[lit as usize] {
                 if verdict[p] == 0 {
                     verdict[p] = if tried(p) { 1 } else { 2 };
+                }
+                if verdict[p] == 1 {
+                    first[p + 1] += 1;
                 }
             }
         }
@@ -322,13 +327,6 @@ impl Starts {
                 .copied()
                 .filter(|&p| verdict[p] == 1)
         };
-        // Where each pattern's group begins in `flat`: a prefix sum of the counts.
-        let mut first = vec![0usize; patterns + 1];
-        for &(lit, _) in literal_starts {
-            for p in owners(lit) {
-                first[p + 1] += 1;
-            }
-        }
         for i in 1..first.len() {
             first[i] += first[i - 1];
         }
