@@ -52,6 +52,7 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev16.jsonl",
             "fixtures/triage/dev17.jsonl",
             "fixtures/triage/dev18.jsonl",
+            "fixtures/triage/dev19.jsonl",
         ],
         "95",
         "100",
