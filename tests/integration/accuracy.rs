@@ -53,6 +53,7 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev17.jsonl",
             "fixtures/triage/dev18.jsonl",
             "fixtures/triage/dev19.jsonl",
+            "fixtures/triage/dev20.jsonl",
         ],
         "95",
         "100",
