@@ -21,12 +21,13 @@ fn eval(files: &[&str], min_accuracy: &str, min_level1_recall: &str) -> (bool, S
 }
 
 // The issue's bar on the held-back split is 95% exact severity and every level-1 case found.
-// Measured on 2026-11-26: 92.1% and 21 of 22 level-1 cases (95.5%), so the bar is not met
-// yet and the issue stays open. Until it is, this floor makes any regression on the unseen
-// cases fail the suite, with the report shown.
+// Measured on 2026-11-26: 92.1% and 21 of 22 level-1 cases (95.5%); on 2026-11-27, after six
+// more English dev splits, 71/76 = 93.4% and still 21 of 22. The bar is not met, so the issue
+// stays open. Until it is, this floor makes any regression on the unseen cases fail the
+// suite, with the report shown.
 #[test]
 fn held_back_split_does_not_fall_below_its_measured_floor() {
-    let (ok, report) = eval(&["fixtures/triage/test.jsonl"], "92", "95");
+    let (ok, report) = eval(&["fixtures/triage/test.jsonl"], "93", "95");
     assert!(ok, "{report}");
 }
 
@@ -96,10 +97,12 @@ fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
 
 // The held-back language split (10 cases per language, never read while tuning). Measured on
 // 2026-11-26: 39/50 = 78% and 9 of 12 level-1 cases (75%); after tuning on two more dev
-// splits, 41/50 = 82% and 10 of 12 (83%). Still far from the English numbers, so issue 6
-// stays open. This floor keeps the unseen cases from getting worse unnoticed.
+// splits, 41/50 = 82% and 10 of 12 (83%); on 2026-11-27, after five more, 42/50 = 84% and
+// still 10 of 12. Below the English held-back numbers (the fresh splits, scored before
+// tuning, find level 1 as often as the English ones: README, "Other languages"). This floor
+// keeps the unseen cases from getting worse unnoticed.
 #[test]
 fn held_back_language_split_does_not_fall_below_its_measured_floor() {
-    let (ok, report) = eval(&["fixtures/triage/i18n-test.jsonl"], "82", "83");
+    let (ok, report) = eval(&["fixtures/triage/i18n-test.jsonl"], "84", "83");
     assert!(ok, "{report}");
 }
