@@ -55,6 +55,7 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev18.jsonl",
             "fixtures/triage/dev19.jsonl",
             "fixtures/triage/dev20.jsonl",
+            "fixtures/triage/dev21.jsonl",
         ],
         "95",
         "100",
