@@ -99,12 +99,10 @@ fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
 
 // The held-back language split (10 cases per language, never read while tuning). Measured on
 // 2026-11-26: 39/50 = 78% and 9 of 12 level-1 cases (75%); after tuning on two more dev
-// splits, 41/50 = 82% and 10 of 12 (83%); on 2026-11-27, after five more, 42/50 = 84% and
-// still 10 of 12. Below the English held-back numbers (the fresh splits, scored before
-// tuning, find level 1 as often as the English ones: README, "Other languages"). This floor
-// keeps the unseen cases from getting worse unnoticed.
+// splits, 41/50 = 82% and 10 of 12 (83%); on 2026-11-27, after six more, 43/50 = 86% and
+// 11 of 12 (91.7%). This floor keeps the unseen cases from getting worse unnoticed.
 #[test]
 fn held_back_language_split_does_not_fall_below_its_measured_floor() {
-    let (ok, report) = eval(&["fixtures/triage/i18n-test.jsonl"], "84", "83");
+    let (ok, report) = eval(&["fixtures/triage/i18n-test.jsonl"], "86", "91");
     assert!(ok, "{report}");
 }
