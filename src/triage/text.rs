@@ -73,33 +73,34 @@ fn looks_like_html(s: &str) -> bool {
     HTML_HINT.is_match(&s[..s.floor_char_boundary(64 * 1024)])
 }
 
-/// The HTML entities a support mail uses, and what each stands for.
-const ENTITIES: [(&str, &str); 7] = [
-    ("&nbsp;", " "),
-    ("&lt;", "<"),
-    ("&gt;", ">"),
-    ("&quot;", "\""),
-    ("&#39;", "'"),
-    ("&apos;", "'"),
-    ("&amp;", "&"),
-];
-
-/// Replaces the entities of `ENTITIES` in one pass; what a replacement yields is not read
-/// again ("&amp;lt;" is "&lt;").
-fn decode_entities(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        match ENTITIES.iter().find(|(e, _)| tail.starts_with(e)) {
-            Some((e, c)) => {
-                out.push_str(c);
-                rest = &tail[e.len()..];
+/// Decodes the character references of `word` (`&amp;`, `&rsquo;`, `&#8217;`...) with
+/// mail-parser's entity table; a '&' that starts none stays as it is, and what a reference
+/// yields is not read again ("&amp;lt;" is "&lt;"). Used by the email parser's HTML converter
+/// and by [`normalize`] for entities left in plain text.
+pub fn decode_entities(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let reference = rest[1..]
+            .find(';')
+            .filter(|&semi| {
+                semi > 0
+                    && semi <= 32
+                    && rest[1..=semi]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'#')
+            })
+            .map(|semi| &rest[..semi + 2]);
+        match reference {
+            Some(r) => {
+                out.push_str(&mail_parser::decoders::html::html_to_text(r));
+                rest = &rest[r.len()..];
             }
             None => {
                 out.push('&');
-                rest = &tail[1..];
+                rest = &rest[1..];
             }
         }
     }
@@ -477,10 +478,10 @@ mod tests {
 
     #[test]
     fn decodes_entities_once() {
-        assert_eq!(
-            decode_entities("a &lt;b&gt; &amp;lt; &nbsp;x"),
-            "a <b> &lt;  x"
-        );
+        let decoded = decode_entities("a &lt;b&gt; &amp;lt; &nbsp;x doesn&rsquo;t");
+        assert_eq!(decoded, "a <b> &lt; \u{a0}x doesn\u{2019}t");
+        // The no-break space and the typographic apostrophe fold to their plain forms.
+        assert_eq!(fold(&decoded), "a <b> &lt; x doesn't");
         assert_eq!(
             decode_entities("R&D &amp c&#39;s &quot;q&quot;"),
             "R&D &amp c's \"q\""

@@ -2,6 +2,8 @@
 
 use mail_parser::{HeaderName, MessageParser, MimeHeaders, PartType};
 
+use crate::triage::text::decode_entities;
+
 /// Why a raw message could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -318,39 +320,6 @@ fn tag_end(s: &str) -> usize {
         }
     }
     s.find('>').unwrap_or(s.len())
-}
-
-/// Decodes the character references of `word` (`&amp;`, `&rsquo;`, `&#8217;`...) with
-/// mail-parser's entity table; a '&' that starts none stays as it is.
-fn decode_entities(word: &str) -> String {
-    let mut out = String::with_capacity(word.len());
-    let mut rest = word;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let reference = rest[1..]
-            .find(';')
-            .filter(|&semi| {
-                semi > 0
-                    && semi <= 32
-                    && rest[1..=semi]
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'#')
-            })
-            .map(|semi| &rest[..semi + 2]);
-        match reference {
-            Some(r) => {
-                out.push_str(&mail_parser::decoders::html::html_to_text(r));
-                rest = &rest[r.len()..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The text of an HTML body as it is built: lines, the pending space between words, the
