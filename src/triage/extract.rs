@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
 use super::facts::{Evidence, Fact, FactValue, Facts, Source};
-use super::policy::{Anchors, AttributeKind, MAX_MATCH_LEN, MatchValue, Pattern, Policy};
+use super::policy::{Anchors, AttributeKind, Grouped, MAX_MATCH_LEN, MatchValue, Pattern, Policy};
 use super::text::{self, Normalized};
 
 /// One occurrence of a pattern in the message.
@@ -291,63 +291,32 @@ fn previous_word_end(text: &str, start: usize, limit: usize) -> Option<usize> {
     None
 }
 
-/// The positions where each tried pattern may start, grouped by pattern in pattern order,
-/// each group sorted: a counting sort of the start literals' owners.
-struct Starts {
-    flat: Vec<usize>,
-    /// (pattern, its stretch of `flat`).
-    groups: Vec<(usize, std::ops::Range<usize>)>,
-}
-
-impl Starts {
-    fn new(
-        anchors: &Anchors,
-        literal_starts: &[(u32, usize)],
-        tried: impl Fn(usize) -> bool,
-    ) -> Starts {
-        let patterns = anchors.needs.len();
-        // Whether each pattern is tried, asked once and only of patterns that may start
-        // somewhere: 0 not asked yet, 1 tried, 2 not.
-        let mut verdict = vec![0u8; patterns];
-        // Where each pattern's group begins in `flat`: a prefix sum of the counts.
-        let mut first = vec![0usize; patterns + 1];
-        for &(lit, _) in literal_starts {
+/// The positions where each tried pattern may start, grouped by pattern (see [`Grouped`]),
+/// each group sorted.
+fn starts_by_pattern(
+    anchors: &Anchors,
+    literal_starts: &[(u32, usize)],
+    tried: impl Fn(usize) -> bool,
+) -> Grouped<usize> {
+    // Whether each pattern is tried, asked once and only of patterns that may start
+    // somewhere: 0 not asked yet, 1 tried, 2 not.
+    let mut verdict = vec![0u8; anchors.needs.len()];
+    let mut starts = Grouped::build(anchors.needs.len(), |emit| {
+        for &(lit, start) in literal_starts {
             for &p in &anchors.patterns[lit as usize] {
                 if verdict[p] == 0 {
                     verdict[p] = if tried(p) { 1 } else { 2 };
                 }
                 if verdict[p] == 1 {
-                    first[p + 1] += 1;
+                    emit(p, start);
                 }
             }
         }
-        let owners = |lit: u32| {
-            anchors.patterns[lit as usize]
-                .iter()
-                .copied()
-                .filter(|&p| verdict[p] == 1)
-        };
-        for i in 1..first.len() {
-            first[i] += first[i - 1];
-        }
-        let mut flat = vec![0usize; first[patterns]];
-        let mut fill = first.clone();
-        for &(lit, start) in literal_starts {
-            for p in owners(lit) {
-                flat[fill[p]] = start;
-                fill[p] += 1;
-            }
-        }
-        let mut groups = Vec::new();
-        for (p, bounds) in first.windows(2).enumerate() {
-            let range = bounds[0]..bounds[1];
-            if !range.is_empty() {
-                flat[range.clone()].sort_unstable();
-                groups.push((p, range));
-            }
-        }
-        Starts { flat, groups }
+    });
+    for (_, group) in starts.groups_mut() {
+        group.sort_unstable();
     }
+    starts
 }
 
 fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
@@ -368,11 +337,10 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     let tried = |pattern: usize| {
         policy.patterns[pattern].language.is_none_or(|l| open[l]) && endings.possible(pattern)
     };
-    let starts = Starts::new(anchors, &literal_starts, tried);
+    let starts = starts_by_pattern(anchors, &literal_starts, tried);
     let mut found: Vec<(usize, Found)> = Vec::new();
     let mut ends: Vec<usize> = Vec::new();
-    for (pattern, range) in &starts.groups {
-        let pattern = *pattern;
+    for (pattern, starts) in starts.groups() {
         let p = &policy.patterns[pattern];
         let phone = p.value == MatchValue::Phone;
         // A match ends with one of the pattern's last literals, no further than the
@@ -387,7 +355,7 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
         // in logs and in quoted text.
         let mut weak = [(0usize, 0usize); 2];
         let mut previous = None;
-        for &start in &starts.flat[range.clone()] {
+        for &start in starts {
             // The same start found by two of the pattern's literals is tried once.
             if start < covered || previous == Some(start) {
                 continue;

@@ -989,8 +989,6 @@ pub struct Anchors {
     pub patterns: Vec<Vec<usize>>,
     /// Literal index → its index among the last literals, or `NOT_AN_ENDING`.
     pub ending: Vec<u32>,
-    /// How many distinct last literals there are.
-    pub endings: usize,
     /// Patterns without a finite set of start literals.
     pub unanchored: Vec<usize>,
     /// Pattern → the indexes (among the last literals) of its possible last literals: a
@@ -1091,7 +1089,6 @@ impl Anchors {
             automaton,
             patterns: literals.owners,
             ending: literals.ending,
-            endings: endings as usize,
             unanchored,
             needs,
             reach,
@@ -1126,32 +1123,19 @@ impl Anchors {
                 _ => present.push((e, i..i + 1)),
             }
         }
-        // Pattern → the occurring last literals it may end with (indexes into `present`),
-        // grouped by pattern: a counting sort over the reverse map.
-        let patterns = self.needs.len();
-        let mut first = vec![0u32; patterns + 1];
-        for (e, _) in &present {
-            for &p in &self.needed_by[*e as usize] {
-                first[p + 1] += 1;
+        // Pattern → the occurring last literals it may end with (indexes into `present`).
+        let occurring = Grouped::build(self.needs.len(), |emit| {
+            for (i, (e, _)) in present.iter().enumerate() {
+                for &p in &self.needed_by[*e as usize] {
+                    emit(p, i as u32);
+                }
             }
-        }
-        for i in 1..first.len() {
-            first[i] += first[i - 1];
-        }
-        let mut occurring = vec![0u32; first[patterns] as usize];
-        let mut fill = first.clone();
-        for (i, (e, _)) in present.iter().enumerate() {
-            for &p in &self.needed_by[*e as usize] {
-                occurring[fill[p] as usize] = i as u32;
-                fill[p] += 1;
-            }
-        }
+        });
         (
             Endings {
                 anchors: self,
                 at,
                 present,
-                first,
                 occurring,
             },
             starts,
@@ -1168,16 +1152,14 @@ pub struct Endings<'a> {
     at: Vec<(u32, usize)>,
     /// The last literals that occur, sorted, each with its stretch of `at`.
     present: Vec<(u32, std::ops::Range<usize>)>,
-    /// Pattern `p`'s occurring last literals are `occurring[first[p]..first[p + 1]]`
-    /// (indexes into `present`).
-    first: Vec<u32>,
-    occurring: Vec<u32>,
+    /// Pattern → its last literals that occur (indexes into `present`).
+    occurring: Grouped<u32>,
 }
 
 impl Endings<'_> {
     /// The indexes into `present` of the pattern's last literals that occur.
     fn occurring(&self, pattern: usize) -> &[u32] {
-        &self.occurring[self.first[pattern] as usize..self.first[pattern + 1] as usize]
+        self.occurring.get(pattern)
     }
 
     /// Whether the pattern can match somewhere in the message: its end is not known, or one
@@ -1204,6 +1186,56 @@ impl Endings<'_> {
 
 /// Language packs one policy can list (a message's open packs are bits of a `u64`).
 const MAX_PACKS: usize = 64;
+
+/// Values grouped by a small integer key, each group in the order the values were given: a
+/// counting sort, without sorting or a map. `pairs` is called twice with a sink and must
+/// give the same (key, value) pairs both times (once to count, once to place).
+pub struct Grouped<T> {
+    /// Key `k`'s values are `values[first[k]..first[k + 1]]`.
+    first: Vec<usize>,
+    values: Vec<T>,
+}
+
+impl<T: Copy + Default> Grouped<T> {
+    pub fn build(keys: usize, mut pairs: impl FnMut(&mut dyn FnMut(usize, T))) -> Grouped<T> {
+        let mut first = vec![0usize; keys + 1];
+        pairs(&mut |k, _| first[k + 1] += 1);
+        for i in 1..first.len() {
+            first[i] += first[i - 1];
+        }
+        let mut values = vec![T::default(); first[keys]];
+        let mut fill = first.clone();
+        pairs(&mut |k, v| {
+            values[fill[k]] = v;
+            fill[k] += 1;
+        });
+        Grouped { first, values }
+    }
+
+    /// The values of `key`.
+    pub fn get(&self, key: usize) -> &[T] {
+        &self.values[self.first[key]..self.first[key + 1]]
+    }
+
+    /// The keys that have values, in key order, with their values.
+    pub fn groups(&self) -> impl Iterator<Item = (usize, &[T])> {
+        self.first
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[0] < w[1])
+            .map(|(k, w)| (k, &self.values[w[0]..w[1]]))
+    }
+
+    /// The keys that have values, with their values (mutable, e.g. to sort each group).
+    pub fn groups_mut(&mut self) -> impl Iterator<Item = (usize, &mut [T])> {
+        let mut rest: &mut [T] = &mut self.values;
+        self.first.windows(2).enumerate().filter_map(move |(k, w)| {
+            let (group, tail) = std::mem::take(&mut rest).split_at_mut(w[1] - w[0]);
+            rest = tail;
+            (!group.is_empty()).then_some((k, group))
+        })
+    }
+}
 
 /// Every hint word of the packs' gates, with the packs it opens (see `Policy::hint_words`).
 fn hint_words(languages: &[Language]) -> HashMap<String, u64> {
