@@ -7,6 +7,7 @@ use std::sync::{LazyLock, Mutex};
 use super::facts::{Evidence, Fact, FactValue, Facts, Source};
 use super::policy::{Anchors, AttributeKind, Grouped, MAX_MATCH_LEN, MatchValue, Pattern, Policy};
 use super::text::{self, Normalized};
+use regex_automata::{Anchored, Input, meta};
 
 /// One occurrence of a pattern in the message.
 #[derive(Debug, Clone)]
@@ -164,55 +165,42 @@ struct Found {
     number: Option<(usize, usize)>,
 }
 
-/// Reads a pattern's groups from its captures; offsets are shifted by `offset`.
-fn found_from(p: &Pattern, caps: &regex::Captures, offset: usize) -> Option<Found> {
-    let m = caps.get(0)?;
-    let negated = caps
-        .iter()
-        .zip(p.anchored.capture_names())
-        .any(|(g, name)| g.is_some() && name.is_some_and(|n| n.starts_with("neg")));
+/// The first match of `re` (the pattern or its `exact` form) in the search `input`, with the
+/// pattern's groups read when it has any.
+fn first_match(p: &Pattern, re: &meta::Regex, input: &Input) -> Option<Found> {
+    let Some(groups) = &p.groups else {
+        let m = re.search(input)?;
+        return Some(Found {
+            start: m.start(),
+            end: m.end(),
+            negated: false,
+            skip: false,
+            number: None,
+        });
+    };
+    let mut caps = re.create_captures();
+    re.search_captures(input, &mut caps);
+    let m = caps.get_match()?;
+    let group = |i: usize| caps.get_group(i);
     Some(Found {
-        start: m.start() + offset,
-        end: m.end() + offset,
-        negated,
-        skip: caps.name("skip").is_some(),
-        number: caps
-            .name("num")
-            .map(|g| (g.start() + offset, g.end() + offset)),
-    })
-}
-
-/// The first match of `re` (one of the pattern's compiled forms) in `hay` at or after `at`,
-/// its offsets moved by `offset`; groups are read only when the pattern has any.
-fn first_match(
-    p: &Pattern,
-    re: &regex::Regex,
-    hay: &str,
-    at: usize,
-    offset: usize,
-) -> Option<Found> {
-    if p.has_groups {
-        return found_from(p, &re.captures_at(hay, at)?, offset);
-    }
-    let m = re.find_at(hay, at)?;
-    Some(Found {
-        start: m.start() + offset,
-        end: m.end() + offset,
-        negated: false,
-        skip: false,
-        number: None,
+        start: m.start(),
+        end: m.end(),
+        negated: groups.neg.iter().any(|&i| group(i).is_some()),
+        skip: groups.skip.and_then(group).is_some(),
+        number: groups.num.and_then(group).map(|g| (g.start, g.end)),
     })
 }
 
 /// The pattern's preferred match at or after `at`.
 fn search(p: &Pattern, text: &str, at: usize) -> Option<Found> {
-    first_match(p, p.unanchored(), text, at, 0)
+    first_match(p, &p.regex, &Input::new(text).range(at..))
 }
 
-/// Whether the pattern can match exactly `text[start..end]`.
+/// Whether the pattern can match exactly `text[start..end]`: the longest match from `start`
+/// that does not go past `end` ends there.
 fn exact(p: &Pattern, text: &str, start: usize, end: usize) -> Option<Found> {
-    let caps = p.exact().captures(&text[start..end])?;
-    found_from(p, &caps, start)
+    let input = Input::new(text).range(start..end).anchored(Anchored::Yes);
+    first_match(p, p.exact(), &input).filter(|f| f.end == end)
 }
 
 /// Whether a match may begin at `start`: not in the middle of a word.
@@ -254,9 +242,12 @@ fn occurrence_at(p: &Pattern, text: &str, start: usize) -> Option<Found> {
         return None;
     }
     // No match is longer than this: bounding the stretch keeps each attempt short, whatever
-    // the regex engine's strategy.
-    let rest = &text[start..text.floor_char_boundary(start + MAX_MATCH_LEN)];
-    settle(p, text, first_match(p, &p.anchored, rest, 0, start)?)
+    // the regex engine's strategy. The bound is a span of the whole text, so `^`, `$` and
+    // `\b` still see the characters around it.
+    let input = Input::new(text)
+        .range(start..text.floor_char_boundary(start + MAX_MATCH_LEN))
+        .anchored(Anchored::Yes);
+    settle(p, text, first_match(p, &p.regex, &input)?)
 }
 
 /// The next occurrence at or after `at` that stands at word edges (for patterns without

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use regex::{Regex, RegexSet};
+use regex_automata::{MatchKind, PatternID, meta};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -433,42 +434,64 @@ pub struct Pattern {
     pub strength: u8,
     /// The regex source, terms expanded and folded like the messages.
     pub source: String,
-    /// The pattern anchored at its start (`^(?:…)`): tried where the anchor scan found one
-    /// of its prefixes. Compiled with the policy (which also proves the source compiles);
-    /// the two other forms below are compiled the first time a message needs them, since
-    /// most patterns never need them and compiling every form made start-up three times
-    /// slower.
-    pub anchored: Regex,
-    /// The pattern as written: searched over a whole message when it has no start literals.
-    unanchored: OnceLock<Regex>,
-    /// The same pattern anchored at both ends (`^(?:…)$`): used to ask whether the pattern
-    /// can match exactly a given stretch, when its preferred match ends inside a word.
-    exact: OnceLock<Regex>,
-    /// The pattern has named groups: `neg…` (a `{neg}` slot: when filled, the statement is
-    /// negated), `skip` (when it matched, the occurrence does not count), `num` (a phone number).
-    pub has_groups: bool,
+    /// The pattern compiled: tried anchored where the anchor scan found one of its prefixes,
+    /// and searched over a whole message when it has no start literals. Either way the
+    /// search runs on the whole message bounded by a span, so `^`, `$` and `\b` see the
+    /// text around the stretch tried, not the stretch's own ends.
+    pub regex: meta::Regex,
+    /// The same pattern matching as much as it can (`MatchKind::All`): used to ask whether the
+    /// pattern can match exactly a given stretch, when its preferred match ends inside a
+    /// word. Compiled the first time a message needs it, since most patterns never do.
+    exact: OnceLock<meta::Regex>,
+    /// Its named groups, when it has any.
+    pub groups: Option<Groups>,
     /// The language pack it came from (an index into [`Policy::languages`]); None: the base.
     pub language: Option<usize>,
 }
 
-impl Pattern {
-    /// The pattern unanchored (see `unanchored`).
-    pub fn unanchored(&self) -> &Regex {
-        self.unanchored.get_or_init(|| compiled(&self.source))
-    }
+/// The named groups a pattern may have, by index: `neg…` (a `{neg}` slot: when filled, the
+/// statement is negated), `skip` (when it matched, the occurrence does not count), `num` (a
+/// phone number).
+#[derive(Debug)]
+pub struct Groups {
+    pub neg: Vec<usize>,
+    pub skip: Option<usize>,
+    pub num: Option<usize>,
+}
 
-    /// The pattern anchored at both ends (see `exact`).
-    pub fn exact(&self) -> &Regex {
-        self.exact
-            .get_or_init(|| compiled(&format!("^(?:{})$", self.source)))
+impl Groups {
+    fn of(re: &meta::Regex) -> Option<Groups> {
+        let names = re.group_info().pattern_names(PatternID::ZERO);
+        let mut groups = Groups {
+            neg: Vec::new(),
+            skip: None,
+            num: None,
+        };
+        let mut any = false;
+        for (i, name) in names.enumerate() {
+            let Some(name) = name else { continue };
+            any = true;
+            match name {
+                "skip" => groups.skip = Some(i),
+                "num" => groups.num = Some(i),
+                n if n.starts_with(NEG_GROUP) => groups.neg.push(i),
+                _ => {}
+            }
+        }
+        any.then_some(groups)
     }
 }
 
-/// Compiles a form of a pattern whose anchored form compiled when the policy was loaded;
-/// the forms differ only by anchors, so this cannot fail.
-fn compiled(source: &str) -> Regex {
-    Regex::new(source)
-        .unwrap_or_else(|e| panic!("a form of a checked pattern does not compile: {e}"))
+impl Pattern {
+    /// The pattern matching as much as it can (see `exact`).
+    pub fn exact(&self) -> &meta::Regex {
+        self.exact.get_or_init(|| {
+            meta::Regex::builder()
+                .configure(meta::Regex::config().match_kind(MatchKind::All))
+                .build(&self.source)
+                .unwrap_or_else(|e| panic!("a form of a checked pattern does not compile: {e}"))
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -887,29 +910,29 @@ fn compile_pattern(
         rep.spanned(src, e);
         return None;
     }
-    let anchored = match Regex::new(&format!("^(?:{expanded})")) {
+    let regex = match meta::Regex::new(&expanded) {
         Ok(r) => r,
         Err(e) => {
             rep.spanned(src, format!("bad regex: {e}"));
             return None;
         }
     };
-    if anchored.is_match("") {
+    if regex.is_match("") {
         rep.spanned(
             src,
             "pattern matches empty text: it would fire on every message",
         );
     }
-    let has_groups = slots > 0 || anchored.capture_names().flatten().next().is_some();
+    let groups = Groups::of(&regex);
+    debug_assert!(slots == 0 || groups.is_some());
     Some(Pattern {
         attribute,
         value: value.clone(),
         strength,
         source: expanded,
-        anchored,
-        unanchored: OnceLock::new(),
+        regex,
         exact: OnceLock::new(),
-        has_groups,
+        groups,
         language,
     })
 }

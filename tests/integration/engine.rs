@@ -658,3 +658,34 @@ fn documented_past_outage_example_is_3() {
         assert_ne!(flag(&d, "server_down"), Some(true), "{text}: {}", show(&d));
     }
 }
+
+// `(?m:^)` and `(?m:$)` in a pattern mean the start and end of a paragraph of the message
+// (wrapped lines are joined), `^` and `$` its start and end: a pattern is tried
+// where its first word occurs, but the anchors see the text around that place. (They used to
+// hold wherever a try began.)
+#[test]
+fn anchors_in_a_pattern_mean_paragraph_and_message_edges() {
+    use firstline::triage::Policy;
+    use firstline::triage::policy::{EMBEDDED_POLICY, Packs};
+    let question = "[attributes.question.match]\ntrue = [\n";
+    assert!(EMBEDDED_POLICY.contains(question));
+    let src = EMBEDDED_POLICY.replacen(
+        question,
+        &format!("{question}  '''(?m:^zork marker$)''',\n  '''(?m:^zork tail[^\\n]*$)''',\n"),
+        1,
+    );
+    let policy =
+        Policy::from_toml_with(&src, "anchored.toml", Packs::None).expect("the policy loads");
+    let asked = |text: &str| {
+        let d = triage(&policy, text).1;
+        d.attributes.get("question").and_then(Value::as_bool) == Some(true)
+    };
+    assert!(asked("Hello,\n\nzork marker\n\nthanks"));
+    assert!(asked("zork marker"));
+    assert!(!asked("we saw a zork marker\n\nthanks"), "^ inside a line");
+    assert!(!asked("zork marker appeared\n\nthanks"), "$ inside a line");
+    // No match is longer than 400 bytes, and the end of that stretch is not the line's.
+    assert!(asked(&format!("zork tail{}\n\nthanks", " x".repeat(100))));
+    let long = format!("zork tail{}\n\nthanks", " x".repeat(300));
+    assert!(!asked(&long), "$ 400 bytes after the start");
+}
