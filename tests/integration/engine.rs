@@ -689,3 +689,19 @@ fn anchors_in_a_pattern_mean_paragraph_and_message_edges() {
     let long = format!("zork tail{}\n\nthanks", " x".repeat(300));
     assert!(!asked(&long), "$ 400 bytes after the start");
 }
+
+// Russian mail clients head a quote with "Иван пишет:" or, in Gmail, with the date and the
+// sender and no verb; what follows is the earlier message, and "вопрос снят" closes it.
+#[test]
+fn russian_quote_headers_without_napisal_start_the_quote() {
+    for header in [
+        "Иван пишет:",
+        "пт, 27 нояб. 2026 г. в 10:15, Иван Петров <ivan@example.ru>:",
+    ] {
+        let d = decide(&format!(
+            "Вопрос снят, спасибо.\n\n{header}\nвсе контейнеры на ноде hn3 лежат, прод стоит\n"
+        ));
+        assert_eq!(d.severity, 3, "{header}: {}", show(&d));
+        assert_eq!(d.rule, "s3.resolved", "{header}: {}", show(&d));
+    }
+}
