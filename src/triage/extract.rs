@@ -191,9 +191,9 @@ fn first_match(p: &Pattern, re: &meta::Regex, input: &Input) -> Option<Found> {
     })
 }
 
-/// The pattern's preferred match at or after `at`.
-fn search(p: &Pattern, text: &str, at: usize) -> Option<Found> {
-    first_match(p, &p.regex, &Input::new(text).range(at..))
+/// The pattern's preferred match in `text[at..to]`.
+fn search(p: &Pattern, text: &str, at: usize, to: usize) -> Option<Found> {
+    first_match(p, &p.regex, &Input::new(text).range(at..to))
 }
 
 /// Whether the pattern can match exactly `text[start..end]`: the longest match from `start`
@@ -250,11 +250,11 @@ fn occurrence_at(p: &Pattern, text: &str, start: usize) -> Option<Found> {
     settle(p, text, first_match(p, &p.regex, &input)?)
 }
 
-/// The next occurrence at or after `at` that stands at word edges (for patterns without
-/// start literals, searched over the whole message).
-fn next_occurrence(p: &Pattern, text: &str, mut at: usize) -> Option<Found> {
-    while at <= text.len() {
-        let found = search(p, text, at)?;
+/// The next occurrence in `text[at..to]` that stands at word edges (for patterns without
+/// start literals, searched over each readable stretch of the message).
+fn next_occurrence(p: &Pattern, text: &str, mut at: usize, to: usize) -> Option<Found> {
+    while at <= to {
+        let found = search(p, text, at, to)?;
         let start = found.start;
         let next_start = start + char_after(text, start).map_or(1, char::len_utf8);
         if start_ok(text, start)
@@ -321,10 +321,7 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
     // are found inside words too ("ve" in "have"): a match may only begin at a word edge, so
     // those are dropped before any pattern is tried.
     let ranges = readable_ranges(norm);
-    let (endings, literal_starts) = anchors.scan(text, |start, end| {
-        let i = ranges.partition_point(|&(_, to)| to < end);
-        ranges.get(i).is_some_and(|&(from, _)| from <= start) && start_ok(text, start)
-    });
+    let (endings, literal_starts) = anchors.scan(text, &ranges, |start| start_ok(text, start));
     let tried = |pattern: usize| {
         policy.patterns[pattern].language.is_none_or(|l| open[l]) && endings.possible(pattern)
     };
@@ -385,10 +382,12 @@ fn find_hits(policy: &Policy, norm: &Normalized) -> Vec<Hit> {
         }
     }
     for &pattern in anchors.unanchored.iter().filter(|&&p| tried(p)) {
-        let mut at = 0;
-        while let Some(f) = next_occurrence(&policy.patterns[pattern], text, at) {
-            at = f.end;
-            found.push((pattern, f));
+        for &(from, to) in &ranges {
+            let mut at = from;
+            while let Some(f) = next_occurrence(&policy.patterns[pattern], text, at, to) {
+                at = f.end;
+                found.push((pattern, f));
+            }
         }
     }
     let clauses = Clauses::new(policy, text);

@@ -1118,24 +1118,29 @@ impl Anchors {
         })
     }
 
-    /// One scan of `text` for every literal: where the patterns' last literals occur (see
-    /// [`Endings`]), and the (literal, position) pairs of start literals that begin at an
-    /// allowed position (`may_start`).
+    /// One scan of the `ranges` of `text` (sorted, apart) for every literal: where the
+    /// patterns' last literals occur (see [`Endings`]), and the (literal, position) pairs of
+    /// start literals that begin at an allowed position (`may_start`). A match lies inside one
+    /// range, so the text between ranges is not read at all.
     pub fn scan(
         &self,
         text: &str,
-        mut may_start: impl FnMut(usize, usize) -> bool,
+        ranges: &[(usize, usize)],
+        mut may_start: impl FnMut(usize) -> bool,
     ) -> (Endings<'_>, Vec<(u32, usize)>) {
         let mut at: Vec<(u32, usize)> = Vec::new();
         let mut starts: Vec<(u32, usize)> = Vec::new();
-        for m in self.automaton.find_overlapping_iter(text) {
-            let lit = m.pattern().as_usize();
-            let e = self.ending[lit];
-            if e != NOT_AN_ENDING {
-                at.push((e, m.start()));
-            }
-            if !self.patterns[lit].is_empty() && may_start(m.start(), m.end()) {
-                starts.push((lit as u32, m.start()));
+        for &(from, to) in ranges {
+            let input = aho_corasick::Input::new(text).range(from..to);
+            for m in self.automaton.find_overlapping_iter(input) {
+                let lit = m.pattern().as_usize();
+                let e = self.ending[lit];
+                if e != NOT_AN_ENDING {
+                    at.push((e, m.start()));
+                }
+                if !self.patterns[lit].is_empty() && may_start(m.start()) {
+                    starts.push((lit as u32, m.start()));
+                }
             }
         }
         at.sort_unstable();
