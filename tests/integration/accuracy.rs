@@ -22,12 +22,13 @@ fn eval(files: &[&str], min_accuracy: &str, min_level1_recall: &str) -> (bool, S
 
 // The issue's bar on the held-back split is 95% exact severity and every level-1 case found.
 // Measured on 2026-11-26: 92.1% and 21 of 22 level-1 cases (95.5%); on 2026-11-27, after six
-// more English dev splits, 71/76 = 93.4% and still 21 of 22. The bar is not met, so the issue
-// stays open. Until it is, this floor makes any regression on the unseen cases fail the
-// suite, with the report shown.
+// more English dev splits, 71/76 = 93.4% and still 21 of 22; on 2026-11-28, after four more,
+// 72/76 = 94.7% and all 22. The accuracy bar is not met, so the issue stays open. Until it
+// is, this floor makes any regression on the unseen cases fail the suite, with the report
+// shown.
 #[test]
 fn held_back_split_does_not_fall_below_its_measured_floor() {
-    let (ok, report) = eval(&["fixtures/triage/test.jsonl"], "93", "95");
+    let (ok, report) = eval(&["fixtures/triage/test.jsonl"], "94.7", "100");
     assert!(ok, "{report}");
 }
 
@@ -56,6 +57,10 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev19.jsonl",
             "fixtures/triage/dev20.jsonl",
             "fixtures/triage/dev21.jsonl",
+            "fixtures/triage/dev22.jsonl",
+            "fixtures/triage/dev23.jsonl",
+            "fixtures/triage/dev24.jsonl",
+            "fixtures/triage/dev25.jsonl",
         ],
         "95",
         "100",
@@ -72,7 +77,7 @@ fn email_structure_split_does_not_fall_below_its_measured_floor() {
     assert!(ok, "{report}");
 }
 
-// The five language packs were tuned on twelve independent dev splits; all must stay near
+// The five language packs were tuned on thirteen independent dev splits; all must stay near
 // perfect and find every level-1 case.
 #[test]
 fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
@@ -90,6 +95,7 @@ fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
             "fixtures/triage/i18n-dev10.jsonl",
             "fixtures/triage/i18n-dev11.jsonl",
             "fixtures/triage/i18n-dev12.jsonl",
+            "fixtures/triage/i18n-dev13.jsonl",
         ],
         "98",
         "100",
