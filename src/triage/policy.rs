@@ -486,12 +486,21 @@ impl Pattern {
     /// The pattern matching as much as it can (see `exact`).
     pub fn exact(&self) -> &meta::Regex {
         self.exact.get_or_init(|| {
-            meta::Regex::builder()
-                .configure(meta::Regex::config().match_kind(MatchKind::All))
-                .build(&self.source)
+            pattern_regex(&self.source, MatchKind::All)
                 .unwrap_or_else(|e| panic!("a form of a checked pattern does not compile: {e}"))
         })
     }
+}
+
+/// Compiles a pattern's source. Without a prefilter: a pattern is only ever tried where the
+/// literal scan put a candidate start (or, for the few without start literals, over a
+/// readable stretch), so a prefilter of its own would only cost memory and compile time
+/// (about 20 MB and 0.1 s for the whole policy).
+fn pattern_regex(source: &str, kind: MatchKind) -> Result<meta::Regex, String> {
+    meta::Regex::builder()
+        .configure(meta::Regex::config().match_kind(kind).auto_prefilter(false))
+        .build(source)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug)]
@@ -901,25 +910,14 @@ fn compile_pattern(
         }
     };
     let expanded = super::text::fold_pattern(&expanded);
-    // The pattern as written must be a regex on its own (parsing is cheap; its compiled
-    // forms are made when needed), and its anchored form is compiled now.
-    if regex_syntax::Parser::new().parse(&expanded).is_err() {
-        let e = Regex::new(&expanded)
-            .err()
-            .map_or_else(|| "bad regex".to_string(), |e| format!("bad regex: {e}"));
-        rep.spanned(src, e);
-        return None;
-    }
-    // No prefilter: the pattern is only ever tried where the literal scan put a candidate
-    // start (or, for the few without start literals, over a readable stretch), so a
-    // prefilter of its own would only cost memory and compile time (about 20 MB and 0.1 s).
-    let regex = match meta::Regex::builder()
-        .configure(meta::Regex::config().auto_prefilter(false))
-        .build(&expanded)
-    {
+    let regex = match pattern_regex(&expanded, MatchKind::LeftmostFirst) {
         Ok(r) => r,
         Err(e) => {
-            rep.spanned(src, format!("bad regex: {e}"));
+            // The regex crate's message points at the place in the pattern.
+            let e = Regex::new(&expanded)
+                .err()
+                .map_or_else(|| format!("bad regex: {e}"), |e| format!("bad regex: {e}"));
+            rep.spanned(src, e);
             return None;
         }
     };
