@@ -59,36 +59,42 @@ impl Decision {
     }
 }
 
-/// Step A: the deciding rule. A matching rule that `decides` wins outright (in file order);
-/// otherwise the most severe matching rule; otherwise the default.
-pub fn base_rule<'p>(policy: &'p Policy, facts: &Facts) -> &'p Rule {
+/// Step A: the rules that give the base level. A matching rule that `decides` wins outright
+/// (the first in file order); otherwise every matching rule of the most severe level, in file
+/// order; otherwise the default.
+fn base_rules<'p>(policy: &'p Policy, facts: &Facts) -> Vec<&'p Rule> {
     let none = Outcome::default();
     if let Some(r) = policy
         .rules
         .iter()
         .find(|r| r.decides && holds(policy, &r.when, facts, none))
     {
-        return r;
+        return vec![r];
     }
-    policy
+    let matching: Vec<&Rule> = policy
         .rules
         .iter()
         .filter(|r| !r.decides && holds(policy, &r.when, facts, none))
-        .min_by_key(|r| r.level)
-        .unwrap_or(&policy.default_rule)
+        .collect();
+    match matching.iter().map(|r| r.level).min() {
+        Some(top) => matching.into_iter().filter(|r| r.level == top).collect(),
+        None => vec![&policy.default_rule],
+    }
 }
 
-/// Applies the policy to the facts.
-pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
-    let rule = base_rule(policy, facts);
+/// Step B for one base rule: the level after the notes, the notes that moved it and the
+/// rationale (the rule's, then each applied note's).
+struct StepB {
+    level: u8,
+    notes: Vec<AppliedNote>,
+    rationale: String,
+}
+
+fn step_b(policy: &Policy, facts: &Facts, rule: &Rule) -> StepB {
     let base_level = rule.level;
     let mut level = base_level;
     let mut notes = Vec::new();
-    let lang = facts.language.as_str();
-    let translated = |base: &String, translations: &std::collections::HashMap<String, String>| {
-        translations.get(lang).unwrap_or(base).trim().to_string()
-    };
-    let mut rationale = translated(&rule.rationale, &rule.translations);
+    let mut rationale = translated(facts, &rule.rationale, &rule.translations);
     for note in &policy.notes {
         if !note.from.contains(&level) || (!note.rules.is_empty() && !note.rules.contains(&rule.id))
         {
@@ -106,10 +112,48 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
                 to: note.to,
             });
             rationale.push(' ');
-            rationale.push_str(&translated(&note.rationale, &note.translations));
+            rationale.push_str(&translated(facts, &note.rationale, &note.translations));
             level = note.to;
         }
     }
+    StepB {
+        level,
+        notes,
+        rationale,
+    }
+}
+
+/// A policy text in the customer's language when the policy has it, else the base text.
+fn translated(
+    facts: &Facts,
+    base: &str,
+    translations: &std::collections::HashMap<String, String>,
+) -> String {
+    translations
+        .get(facts.language.as_str())
+        .map_or(base, String::as_str)
+        .trim()
+        .to_string()
+}
+
+/// Applies the policy to the facts. Every rule of the base level goes through step B and the
+/// most severe outcome stands (the first in file order on a tie): a note that lowers only some
+/// criteria ("some users" lowers a broken function) does not lower a case that another
+/// criterion of the same level holds up on its own.
+pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
+    let (
+        rule,
+        StepB {
+            level,
+            notes,
+            rationale,
+        },
+    ) = base_rules(policy, facts)
+        .into_iter()
+        .map(|rule| (rule, step_b(policy, facts, rule)))
+        .min_by_key(|(_, b)| b.level)
+        .expect("base_rules gives at least one rule");
+    let base_level = rule.level;
 
     let outcome = Outcome {
         level: Some(level),
@@ -122,7 +166,7 @@ pub fn classify(policy: &Policy, facts: &Facts) -> Decision {
         .filter(|q| holds(policy, &q.when, facts, outcome))
         .map(|q| Question {
             id: q.id.clone(),
-            text: translated(&q.text, &q.translations),
+            text: translated(facts, &q.text, &q.translations),
         })
         .collect();
 

@@ -646,6 +646,25 @@ fn component_failing_for_one_customer_is_3() {
     assert_eq!(d.severity, 3, "{}", show(&d));
 }
 
+// Decision 67: "some, not all" lowers the broken function, but the one container that does
+// not boot, of unknown criticality, is a level-2 criterion of its own that nothing lowers.
+#[test]
+fn a_note_for_some_criteria_does_not_lower_another_criterion_of_the_level() {
+    let d = decide("CT 880 doesn't boot, its console is stuck at fsck. The other CTs are fine.");
+    assert_eq!(value(&d, "scope"), Some("some"), "{}", show(&d));
+    assert_eq!(flag(&d, "ve_unavailable"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 2, "{}", show(&d));
+    assert!(
+        d.notes.is_empty(),
+        "no note applies to the deciding rule: {}",
+        show(&d)
+    );
+    assert!(asks(&d, "business_critical"), "{}", show(&d));
+    // Only the broken function: the note lowers it as before.
+    let d = decide("Power Panel shows a blank page for one customer");
+    assert_eq!(d.severity, 3, "{}", show(&d));
+}
+
 // The documented example of a past outage, word for word: "fine now" needs no subject.
 #[test]
 fn documented_past_outage_example_is_3() {
