@@ -64,6 +64,7 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev26.jsonl",
             "fixtures/triage/dev27.jsonl",
             "fixtures/triage/dev28.jsonl",
+            "fixtures/triage/dev29.jsonl",
         ],
         "95",
         "100",
