@@ -211,7 +211,9 @@ fn start_ok(text: &str, start: usize) -> bool {
 
 /// Makes a match stand at word edges. A regex prefers the first alternative that fits,
 /// which may end inside a word ("fail" in "failed", "our production node" in "…nodes");
-/// then the end of that word and the ends of earlier words are tried.
+/// then the end of that word and the ends of earlier words are tried, and last the ends of
+/// later words up to the longest match (a lazy `{0,3}?` stops at the first fit, "to" in
+/// "tonight", where a longer one stands at word edges).
 fn settle(p: &Pattern, text: &str, found: Found) -> Option<Found> {
     let start = found.start;
     if found.end == start {
@@ -233,7 +235,30 @@ fn settle(p: &Pattern, text: &str, found: Found) -> Option<Found> {
             return Some(f);
         }
     }
+    let bound = text.floor_char_boundary(start + MAX_MATCH_LEN);
+    let input = Input::new(text).range(start..bound).anchored(Anchored::Yes);
+    let longest = first_match(p, p.exact(), &input)?.end;
+    let mut at = word_end;
+    while let Some(longer) = next_word_end(text, at, longest) {
+        if let Some(f) = exact(p, text, start, longer) {
+            return Some(f);
+        }
+        at = longer;
+    }
     None
+}
+
+/// The first position in `(after, limit]` that ends a word.
+fn next_word_end(text: &str, after: usize, limit: usize) -> Option<usize> {
+    let limit = limit.min(text.len());
+    let ends_word = |pos: usize| {
+        char_before(text, pos).is_some_and(is_word_char)
+            && !char_after(text, pos).is_some_and(is_word_char)
+    };
+    text.get(after..limit)?
+        .char_indices()
+        .map(|(i, c)| after + i + c.len_utf8())
+        .find(|&pos| ends_word(pos))
 }
 
 /// The pattern's match beginning exactly at `start`, at word edges.

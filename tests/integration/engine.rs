@@ -709,6 +709,35 @@ fn anchors_in_a_pattern_mean_paragraph_and_message_edges() {
     assert!(!asked(&long), "$ 400 bytes after the start");
 }
 
+// A lazy repeat stops at the first fit, which may end inside a word ("to" in "tonight"); the
+// match that counts is one that stands at word edges, also when it is longer than that fit.
+#[test]
+fn a_lazy_repeat_still_finds_the_match_at_word_edges() {
+    use firstline::triage::Policy;
+    use firstline::triage::policy::{EMBEDDED_POLICY, Packs};
+    let question = "[attributes.question.match]\ntrue = [\n";
+    assert!(EMBEDDED_POLICY.contains(question));
+    let src = EMBEDDED_POLICY.replacen(
+        question,
+        &format!("{question}  '''zork (?:[a-z]+ ){{0,3}}?to''',\n"),
+        1,
+    );
+    let policy = Policy::from_toml_with(&src, "lazy.toml", Packs::None).expect("the policy loads");
+    let asked = |text: &str| {
+        let d = triage(&policy, text).1;
+        d.attributes.get("question").and_then(Value::as_bool) == Some(true)
+    };
+    assert!(asked("zork the vm to"));
+    assert!(
+        asked("zork the vm tonight to"),
+        "the longer match at word edges"
+    );
+    assert!(
+        !asked("zork the vm tonight"),
+        "no match ends at a word's end"
+    );
+}
+
 // Russian mail clients head a quote with "Иван пишет:" or, in Gmail, with the date and the
 // sender and no verb; what follows is the earlier message, and "вопрос снят" closes it.
 #[test]
