@@ -65,6 +65,8 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev27.jsonl",
             "fixtures/triage/dev28.jsonl",
             "fixtures/triage/dev29.jsonl",
+            "fixtures/triage/dev30.jsonl",
+            "fixtures/triage/dev31.jsonl",
         ],
         "95",
         "100",
