@@ -67,6 +67,7 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev29.jsonl",
             "fixtures/triage/dev30.jsonl",
             "fixtures/triage/dev31.jsonl",
+            "fixtures/triage/dev32.jsonl",
         ],
         "95",
         "100",
