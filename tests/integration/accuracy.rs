@@ -68,6 +68,8 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev30.jsonl",
             "fixtures/triage/dev31.jsonl",
             "fixtures/triage/dev32.jsonl",
+            "fixtures/triage/dev33.jsonl",
+            "fixtures/triage/dev34.jsonl",
         ],
         "95",
         "100",
