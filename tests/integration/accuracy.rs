@@ -108,6 +108,7 @@ fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
             "fixtures/triage/i18n-dev14.jsonl",
             "fixtures/triage/i18n-dev15.jsonl",
             "fixtures/triage/i18n-dev16.jsonl",
+            "fixtures/triage/i18n-dev17.jsonl",
         ],
         "98",
         "100",
