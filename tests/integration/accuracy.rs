@@ -70,6 +70,8 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev32.jsonl",
             "fixtures/triage/dev33.jsonl",
             "fixtures/triage/dev34.jsonl",
+            "fixtures/triage/dev35.jsonl",
+            "fixtures/triage/dev36.jsonl",
         ],
         "95",
         "100",
