@@ -182,9 +182,13 @@ fn a_reboot_loop_of_minutes_is_an_outage_not_intermittent() {
         "Продакшн нода перезагружается каждые 5 минут.",
     ] {
         let d = decide(text);
-        assert_eq!(flag(&d, "intermittent"), None, "{text}: {}", show(&d));
+        // Never read as intermittent; the English policy says so outright (decision 103:
+        // a restart every few minutes is `intermittent = false`), the packs stay silent.
+        assert_ne!(flag(&d, "intermittent"), Some(true), "{text}: {}", show(&d));
         assert_eq!(d.severity, 1, "{text}: {}", show(&d));
     }
+    let d = decide("Our production node hn4 reboots every 5 minutes.");
+    assert_eq!(flag(&d, "intermittent"), Some(false), "{}", show(&d));
     let d = decide("Our production node crashes every few days.");
     assert_eq!(flag(&d, "intermittent"), Some(true), "{}", show(&d));
     assert_eq!(d.severity, 3, "{}", show(&d));
