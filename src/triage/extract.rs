@@ -211,9 +211,10 @@ fn start_ok(text: &str, start: usize) -> bool {
 
 /// Makes a match stand at word edges. A regex prefers the first alternative that fits,
 /// which may end inside a word ("fail" in "failed", "our production node" in "…nodes");
-/// then the end of that word and the ends of earlier words are tried, and last the ends of
-/// later words up to the longest match (a lazy `{0,3}?` stops at the first fit, "to" in
-/// "tonight", where a longer one stands at word edges).
+/// then the end of that word and the ends of earlier words are tried, and last, for a
+/// pattern with a lazy repeat, the ends of later words up to the longest match (a lazy
+/// `{0,3}?` stops at the first fit, "to" in "tonight", where a longer one stands at word
+/// edges).
 fn settle(p: &Pattern, text: &str, found: Found) -> Option<Found> {
     let start = found.start;
     if found.end == start {
@@ -234,6 +235,9 @@ fn settle(p: &Pattern, text: &str, found: Found) -> Option<Found> {
         if let Some(f) = exact(p, text, start, limit) {
             return Some(f);
         }
+    }
+    if !p.lazy {
+        return None;
     }
     let bound = text.floor_char_boundary(start + MAX_MATCH_LEN);
     let input = Input::new(text).range(start..bound).anchored(Anchored::Yes);

@@ -447,6 +447,20 @@ pub struct Pattern {
     pub groups: Option<Groups>,
     /// The language pack it came from (an index into [`Policy::languages`]); None: the base.
     pub language: Option<usize>,
+    /// Whether it has a lazy repeat (`{0,3}?`, `*?`): its preferred match may then stop short
+    /// inside a word where a longer one stands at word edges, which is looked for too.
+    pub lazy: bool,
+}
+
+/// Whether a regex has a lazy (non-greedy) repeat anywhere.
+fn has_lazy_repeat(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Repetition(r) => !r.greedy || has_lazy_repeat(&r.sub),
+        HirKind::Capture(c) => has_lazy_repeat(&c.sub),
+        HirKind::Concat(parts) | HirKind::Alternation(parts) => parts.iter().any(has_lazy_repeat),
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => false,
+    }
 }
 
 /// The named groups a pattern may have, by index: `neg…` (a `{neg}` slot: when filled, the
@@ -929,6 +943,10 @@ fn compile_pattern(
     }
     let groups = Groups::of(&regex);
     debug_assert!(slots == 0 || groups.is_some());
+    let lazy = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(&expanded)
+        .is_ok_and(|hir| has_lazy_repeat(&hir));
     Some(Pattern {
         attribute,
         value: value.clone(),
@@ -938,6 +956,7 @@ fn compile_pattern(
         exact: OnceLock::new(),
         groups,
         language,
+        lazy,
     })
 }
 
