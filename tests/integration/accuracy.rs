@@ -72,6 +72,7 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev34.jsonl",
             "fixtures/triage/dev35.jsonl",
             "fixtures/triage/dev36.jsonl",
+            "fixtures/triage/dev37.jsonl",
         ],
         "95",
         "100",
