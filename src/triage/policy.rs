@@ -943,10 +943,6 @@ fn compile_pattern(
     }
     let groups = Groups::of(&regex);
     debug_assert!(slots == 0 || groups.is_some());
-    let lazy = regex_syntax::ParserBuilder::new()
-        .build()
-        .parse(&expanded)
-        .is_ok_and(|hir| has_lazy_repeat(&hir));
     Some(Pattern {
         attribute,
         value: value.clone(),
@@ -956,7 +952,8 @@ fn compile_pattern(
         exact: OnceLock::new(),
         groups,
         language,
-        lazy,
+        // Set by `Anchors::build`, which parses every pattern anyway.
+        lazy: false,
     })
 }
 
@@ -1058,7 +1055,9 @@ pub const MAX_MATCH_LEN: usize = 400;
 pub const NOT_AN_ENDING: u32 = u32::MAX;
 
 impl Anchors {
-    fn build(patterns: &[Pattern]) -> Result<Anchors, String> {
+    /// Builds the literal scan from the patterns' parsed forms, and, from the same parse,
+    /// marks each pattern that has a lazy repeat (`Pattern::lazy`).
+    fn build(patterns: &mut [Pattern]) -> Result<Anchors, String> {
         use regex_syntax::hir::literal::{ExtractKind, Extractor};
         let mut prefixes = Extractor::new();
         prefixes
@@ -1081,11 +1080,12 @@ impl Anchors {
         let mut unanchored = Vec::new();
         let mut needs = Vec::with_capacity(patterns.len());
         let mut reach = Vec::with_capacity(patterns.len());
-        for (i, p) in patterns.iter().enumerate() {
+        for (i, p) in patterns.iter_mut().enumerate() {
             let hir = regex_syntax::ParserBuilder::new()
                 .build()
                 .parse(&p.source)
                 .map_err(|e| e.to_string())?;
+            p.lazy = has_lazy_repeat(&hir);
             reach.push(
                 hir.properties()
                     .maximum_len()
@@ -1821,7 +1821,7 @@ fn compile(
         pack_errors.append(&mut prep.errors);
     }
 
-    let anchors = match Anchors::build(&patterns) {
+    let anchors = match Anchors::build(&mut patterns) {
         Ok(a) => Some(a),
         Err(e) => {
             rep.at(

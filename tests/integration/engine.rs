@@ -682,27 +682,29 @@ fn documented_past_outage_example_is_3() {
     }
 }
 
+/// The embedded English policy with extra `question` patterns (TOML literal strings), and a
+/// test of whether a text is then read as a question: a probe for how patterns match.
+fn question_probe(patterns: &[&str]) -> impl Fn(&str) -> bool {
+    use firstline::triage::Policy;
+    use firstline::triage::policy::{EMBEDDED_POLICY, Packs};
+    let question = "[attributes.question.match]\ntrue = [\n";
+    assert!(EMBEDDED_POLICY.contains(question));
+    let extra: String = patterns.iter().map(|p| format!("  '''{p}''',\n")).collect();
+    let src = EMBEDDED_POLICY.replacen(question, &format!("{question}{extra}"), 1);
+    let policy = Policy::from_toml_with(&src, "probe.toml", Packs::None).expect("the policy loads");
+    move |text: &str| {
+        let d = triage(&policy, text).1;
+        d.attributes.get("question").and_then(Value::as_bool) == Some(true)
+    }
+}
+
 // `(?m:^)` and `(?m:$)` in a pattern mean the start and end of a paragraph of the message
 // (wrapped lines are joined), `^` and `$` its start and end: a pattern is tried
 // where its first word occurs, but the anchors see the text around that place. (They used to
 // hold wherever a try began.)
 #[test]
 fn anchors_in_a_pattern_mean_paragraph_and_message_edges() {
-    use firstline::triage::Policy;
-    use firstline::triage::policy::{EMBEDDED_POLICY, Packs};
-    let question = "[attributes.question.match]\ntrue = [\n";
-    assert!(EMBEDDED_POLICY.contains(question));
-    let src = EMBEDDED_POLICY.replacen(
-        question,
-        &format!("{question}  '''(?m:^zork marker$)''',\n  '''(?m:^zork tail[^\\n]*$)''',\n"),
-        1,
-    );
-    let policy =
-        Policy::from_toml_with(&src, "anchored.toml", Packs::None).expect("the policy loads");
-    let asked = |text: &str| {
-        let d = triage(&policy, text).1;
-        d.attributes.get("question").and_then(Value::as_bool) == Some(true)
-    };
+    let asked = question_probe(&["(?m:^zork marker$)", "(?m:^zork tail[^\\n]*$)"]);
     assert!(asked("Hello,\n\nzork marker\n\nthanks"));
     assert!(asked("zork marker"));
     assert!(!asked("we saw a zork marker\n\nthanks"), "^ inside a line");
@@ -717,20 +719,7 @@ fn anchors_in_a_pattern_mean_paragraph_and_message_edges() {
 // match that counts is one that stands at word edges, also when it is longer than that fit.
 #[test]
 fn a_lazy_repeat_still_finds_the_match_at_word_edges() {
-    use firstline::triage::Policy;
-    use firstline::triage::policy::{EMBEDDED_POLICY, Packs};
-    let question = "[attributes.question.match]\ntrue = [\n";
-    assert!(EMBEDDED_POLICY.contains(question));
-    let src = EMBEDDED_POLICY.replacen(
-        question,
-        &format!("{question}  '''zork (?:[a-z]+ ){{0,3}}?to''',\n"),
-        1,
-    );
-    let policy = Policy::from_toml_with(&src, "lazy.toml", Packs::None).expect("the policy loads");
-    let asked = |text: &str| {
-        let d = triage(&policy, text).1;
-        d.attributes.get("question").and_then(Value::as_bool) == Some(true)
-    };
+    let asked = question_probe(&["zork (?:[a-z]+ ){0,3}?to"]);
     assert!(asked("zork the vm to"));
     assert!(
         asked("zork the vm tonight to"),
