@@ -170,6 +170,8 @@ struct RawText {
     signature_starts: Vec<Spanned<String>>,
     template_lines: Vec<Spanned<String>>,
     log_lines: Vec<Spanned<String>>,
+    #[serde(default)]
+    form_answers: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -667,6 +669,8 @@ pub enum LineKind {
     Signature,
     Template,
     Log,
+    /// A short answer on its own line, read with the form label above it.
+    Answer,
 }
 
 /// What one line is, by the `[text]` rules.
@@ -678,6 +682,7 @@ pub struct LineMatch {
     pub signature: bool,
     pub template: bool,
     pub log: bool,
+    pub answer: bool,
 }
 
 impl TextRules {
@@ -692,6 +697,7 @@ impl TextRules {
                 LineKind::Signature => m.signature = true,
                 LineKind::Template => m.template = true,
                 LineKind::Log => m.log = true,
+                LineKind::Answer => m.answer = true,
             }
         }
         m
@@ -1839,6 +1845,7 @@ fn compile(
         (LineKind::Signature, &raw.text.signature_starts),
         (LineKind::Template, &raw.text.template_lines),
         (LineKind::Log, &raw.text.log_lines),
+        (LineKind::Answer, &raw.text.form_answers),
     ];
     let mut kinds = Vec::new();
     let mut sources = Vec::new();

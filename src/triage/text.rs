@@ -242,23 +242,29 @@ pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
     }
     let folded: Vec<&str> = bounds.into_iter().map(|r| &buffer[r]).collect();
 
-    let kinds = classify_lines(&raw_lines, &folded, rules);
+    // Every line against every [text] rule, once: the look-aheads of `classify_lines` and the
+    // form answers below reuse it.
+    let matched: Vec<LineMatch> = folded.iter().map(|l| rules.classify(l)).collect();
+    let kinds = classify_lines(&raw_lines, &folded, &matched);
 
     let mut out = Normalized {
         text: String::with_capacity(cleaned.len()),
         segments: Vec::new(),
     };
     let mut prev: Option<Kind> = None;
-    for (line, kind) in folded.iter().zip(kinds) {
+    // The last form label seen ("**Is there a workaround?**", "Environment:" as a heading),
+    // until the sender's own answer under it has been read.
+    let mut form_label: Option<&str> = None;
+    for ((line, kind), is) in folded.iter().zip(kinds).zip(&matched) {
         let mut content = line.trim();
         if let Kind::Text(Source::Quoted) = kind {
             content = content.trim_start_matches(['>', ' ']);
         }
-        let owned;
+        let mut checked = false;
         if let Some(m) = CHECKBOX.captures(content) {
             // A checked box is the sender's answer; an unchecked one is classified as template.
-            owned = content[m.get(0).map_or(0, |g| g.end())..].to_string();
-            content = &owned;
+            content = &content[m.get(0).map_or(0, |g| g.end())..];
+            checked = true;
         }
         let content = content
             .trim_start_matches(['#', '*', '-', '•'])
@@ -268,6 +274,28 @@ pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
             prev = Some(Kind::Blank);
             continue;
         }
+        if kind == Kind::Structure {
+            form_label = as_form_label(content).or(form_label.filter(|_| is_box(line)));
+        }
+        // An answer under a form label is read with its label: "[x] No" under "Is there a
+        // workaround?" says "is there a workaround? no". The label alone stays structure, so
+        // a heading still never makes a fact on its own (docs/policy-decisions.md 122).
+        let owned;
+        let content = match (kind, form_label) {
+            (Kind::Text(Source::Own), Some(label)) if checked || is.answer => {
+                // As a field, "label: answer": a form's question mark is not the sender's.
+                owned = format!("{}: {content}", label.trim_end_matches(['?', ':', ' ']));
+                if !checked {
+                    form_label = None;
+                }
+                owned.as_str()
+            }
+            (Kind::Text(_), _) => {
+                form_label = None;
+                content
+            }
+            _ => content,
+        };
         let source = match kind {
             Kind::Text(s) => Some(s),
             _ => None,
@@ -291,7 +319,22 @@ pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
     out
 }
 
-fn classify_lines(raw: &[&str], folded: &[&str], rules: &TextRules) -> Vec<Kind> {
+/// A template line that asks for an answer: a short label ending in "?" or ":" once its
+/// markdown marks are gone.
+fn as_form_label(content: &str) -> Option<&str> {
+    let label = content
+        .trim_start_matches(['#', '*', '_', ' '])
+        .trim_end_matches(['*', '_', ' ']);
+    let short = label.chars().count() <= 80;
+    (short && (label.ends_with('?') || label.ends_with(':'))).then_some(label)
+}
+
+/// Whether a line is a checkbox (checked or not), as in a list of choices under a label.
+fn is_box(line: &str) -> bool {
+    CHECKBOX.is_match(line.trim())
+}
+
+fn classify_lines(raw: &[&str], folded: &[&str], matched: &[LineMatch]) -> Vec<Kind> {
     #[derive(PartialEq)]
     enum State {
         Own,
@@ -308,8 +351,6 @@ fn classify_lines(raw: &[&str], folded: &[&str], rules: &TextRules) -> Vec<Kind>
     let mut in_fence = false;
     // After a shell prompt line, the lines up to the next blank one are the command's output.
     let mut console = false;
-    // Every line against every [text] rule, once: the look-aheads below reuse it.
-    let matched: Vec<LineMatch> = folded.iter().map(|l| rules.classify(l)).collect();
     for (i, line) in folded.iter().enumerate() {
         let trimmed = line.trim();
         let is = matched[i];

@@ -318,6 +318,47 @@ fn issue_template_words_do_not_count_as_a_failure() {
     assert_eq!(d.severity, 4, "{}", show(&d));
 }
 
+// Decision 122: a web form's answers are read with their labels. A checked box or a short
+// answer under "**Is there a workaround?**" answers that question; the labels alone, and the
+// unchecked boxes, say nothing.
+#[test]
+fn form_answers_are_read_with_their_labels() {
+    let form = |production: [char; 2], workaround: [char; 2], down: &str| {
+        format!(
+            "**Is this a production system?**\n- [{}] Yes\n- [{}] No\n\n\
+             **Is there a workaround?**\n- [{}] Yes\n- [{}] No\n\n\
+             **Is the server down?**\n{down}\n\n\
+             **Describe the problem**\nSince Monday the backup of CT 101 fails with a timeout.\n",
+            production[0], production[1], workaround[0], workaround[1]
+        )
+    };
+    // A lab, a workaround, the server up: the answers decide each attribute.
+    let d = decide(&form([' ', 'x'], ['x', ' '], "No"));
+    assert_eq!(
+        value(&d, "environment"),
+        Some("non_production"),
+        "{}",
+        show(&d)
+    );
+    assert_eq!(flag(&d, "workaround"), Some(true), "{}", show(&d));
+    assert_eq!(flag(&d, "server_down"), Some(false), "{}", show(&d));
+    assert_eq!(d.severity, 3, "{}", show(&d));
+    // The opposite boxes give the opposite facts.
+    let d = decide(&form(['x', ' '], [' ', 'x'], "Yes"));
+    assert_eq!(value(&d, "environment"), Some("production"), "{}", show(&d));
+    assert_eq!(flag(&d, "workaround"), Some(false), "{}", show(&d));
+    assert_eq!(flag(&d, "server_down"), Some(true), "{}", show(&d));
+    assert_eq!(d.severity, 1, "{}", show(&d));
+    // Nothing ticked, nothing answered: the labels make no fact.
+    let d = decide(&form([' ', ' '], [' ', ' '], ""));
+    assert_eq!(value(&d, "environment"), None, "{}", show(&d));
+    assert_eq!(flag(&d, "workaround"), None, "{}", show(&d));
+    assert_eq!(flag(&d, "server_down"), None, "{}", show(&d));
+    // The same question answered inline.
+    let d = decide("Backups of CT 101 fail. Is there a workaround? Yes, a manual start works.");
+    assert_eq!(flag(&d, "workaround"), Some(true), "{}", show(&d));
+}
+
 // The sender's own words ("backups work fine") beat a pasted log line.
 #[test]
 fn own_words_beat_a_pasted_log_line() {
