@@ -399,7 +399,7 @@ fn classify_lines(raw: &[&str], folded: &[&str], matched: &[LineMatch]) -> Vec<K
             kinds.push(Kind::Structure);
             continue;
         }
-        if is.quote || outlook_header_block(folded, &matched, i) {
+        if is.quote || outlook_header_block(folded, matched, i) {
             state = if seen_text || is.quote {
                 State::ForwardHeader
             } else {
@@ -427,7 +427,7 @@ fn classify_lines(raw: &[&str], folded: &[&str], matched: &[LineMatch]) -> Vec<K
             kinds.push(Kind::Structure);
             continue;
         }
-        if state == State::Own && is.signature && signature_is_short(folded, &matched, i) {
+        if state == State::Own && is.signature && signature_is_short(folded, matched, i) {
             state = State::Signature;
         }
         if matches!(state, State::Own | State::LeadHeader) {
