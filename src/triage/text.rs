@@ -64,6 +64,9 @@ static MD_LINK: LazyLock<Regex> =
 static CHECKBOX: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(?:[-*+]\s*)?\[([ xX✓✔])\]\s*").expect("static regex"));
 
+static INLINE_BOX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[([ xX✓✔])\]").expect("static regex"));
+
 static HTML_HINT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)</|<br|<p>|<div").expect("static regex"));
 
@@ -254,7 +257,7 @@ pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
     let mut prev: Option<Kind> = None;
     // The last form label seen ("**Is there a workaround?**", "Environment:" as a heading),
     // until the sender's own answer under it has been read.
-    let mut form_label: Option<&str> = None;
+    let mut form_label: Option<String> = None;
     for ((line, kind), is) in folded.iter().zip(kinds).zip(&matched) {
         let mut content = line.trim();
         if let Kind::Text(Source::Quoted) = kind {
@@ -270,18 +273,30 @@ pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
             .trim_start_matches(['#', '*', '-', '•'])
             .trim()
             .trim_end_matches("**");
+        // Boxes inside a line ("Workaround: [x] No", "[ ] Yes [x] No"): the ticked choice
+        // is the answer, the unticked ones are not the sender's words.
+        let choices;
+        let content = if INLINE_BOX.is_match(content) {
+            choices = keep_ticked_choices(content);
+            checked |= choices.len() < content.len();
+            choices.as_str()
+        } else {
+            content
+        };
         if kind == Kind::Blank || content.is_empty() {
             prev = Some(Kind::Blank);
             continue;
         }
         if kind == Kind::Structure {
-            form_label = as_form_label(content).or(form_label.filter(|_| is_box(line)));
+            form_label = as_form_label(content)
+                .map(str::to_string)
+                .or(form_label.filter(|_| is_box(line)));
         }
         // An answer under a form label is read with its label: "[x] No" under "Is there a
         // workaround?" says "is there a workaround? no". The label alone stays structure, so
         // a heading still never makes a fact on its own (docs/policy-decisions.md 122).
         let owned;
-        let content = match (kind, form_label) {
+        let content = match (kind, form_label.as_deref()) {
             (Kind::Text(Source::Own), Some(label)) if checked || is.answer => {
                 // As a field, "label: answer": a form's question mark is not the sender's.
                 owned = format!("{}: {content}", label.trim_end_matches(['?', ':', ' ']));
@@ -327,6 +342,26 @@ fn as_form_label(content: &str) -> Option<&str> {
         .trim_end_matches(['*', '_', ' ']);
     let short = label.chars().count() <= 80;
     (short && (label.ends_with('?') || label.ends_with(':'))).then_some(label)
+}
+
+/// A line with boxes in it, keeping the text before the first box and each ticked choice
+/// ("Type: [x] Incident [ ] Question" is "Type: Incident"), white space collapsed.
+fn keep_ticked_choices(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest_start = 0;
+    let mut keep = true;
+    for m in INLINE_BOX.captures_iter(line) {
+        let whole = m.get(0).expect("group 0");
+        if keep {
+            out.push_str(&line[rest_start..whole.start()]);
+        }
+        keep = m.get(1).is_some_and(|b| b.as_str() != " ");
+        rest_start = whole.end();
+    }
+    if keep {
+        out.push_str(&line[rest_start..]);
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Whether a line is a checkbox (checked or not), as in a list of choices under a label.

@@ -357,6 +357,16 @@ fn form_answers_are_read_with_their_labels() {
     // The same question answered inline.
     let d = decide("Backups of CT 101 fail. Is there a workaround? Yes, a manual start works.");
     assert_eq!(flag(&d, "workaround"), Some(true), "{}", show(&d));
+    // Boxes inside a line: the ticked choice answers, the unticked ones say nothing.
+    let d = decide(
+        "Type of request: [x] Incident  [ ] Question\n\
+         Is this a production system? [ ] No [x] Yes\n\
+         What happens: the node hn-4 is down, no ping, no ssh.\n\
+         Workaround: [ ] Yes [x] No\n",
+    );
+    assert_eq!(flag(&d, "workaround"), Some(false), "{}", show(&d));
+    assert_eq!(value(&d, "environment"), Some("production"), "{}", show(&d));
+    assert_eq!(d.severity, 1, "{}", show(&d));
 }
 
 // The sender's own words ("backups work fine") beat a pasted log line.
