@@ -61,11 +61,8 @@ static MD_IMAGE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"!\[[^\]]*\]\([^)]*\)").expect("static regex"));
 static MD_LINK: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[([^\]]*)\]\((?:https?|mailto):[^)]*\)").expect("static regex"));
-static CHECKBOX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\s*(?:[-*+]\s*)?\[([ xX✓✔])\]\s*").expect("static regex"));
-
-static INLINE_BOX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\[([ xX✓✔])\]").expect("static regex"));
+/// A box, ticked or not, anywhere in a line.
+static BOX: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[([ xX✓✔])\]").expect("static regex"));
 
 static HTML_HINT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)</|<br|<p>|<div").expect("static regex"));
@@ -263,38 +260,29 @@ pub fn normalize(raw: &str, rules: &TextRules) -> Normalized {
         if let Kind::Text(Source::Quoted) = kind {
             content = content.trim_start_matches(['>', ' ']);
         }
+        // Boxes ("- [x] No", "Workaround: [ ] Yes [x] No"): a ticked choice is the sender's
+        // answer; the unticked ones are not their words and are left out (a line of nothing
+        // but unticked choices is then empty, like a blank line).
+        let choices;
         let mut checked = false;
-        if let Some(m) = CHECKBOX.captures(content) {
-            // A checked box is the sender's answer; an unchecked one is classified as template.
-            content = &content[m.get(0).map_or(0, |g| g.end())..];
-            checked = true;
+        if BOX.is_match(content) {
+            (choices, checked) = keep_ticked_choices(content);
+            content = &choices;
         }
         let content = content
             .trim_start_matches(['#', '*', '-', '•'])
             .trim()
             .trim_end_matches("**");
-        // Boxes inside a line ("Workaround: [x] No", "[ ] Yes [x] No"): the ticked choice
-        // is the answer, the unticked ones are not the sender's words.
-        let choices;
-        let content = if INLINE_BOX.is_match(content) {
-            choices = keep_ticked_choices(content);
-            checked |= choices.len() < content.len();
-            choices.as_str()
-        } else {
-            content
-        };
         if kind == Kind::Blank || content.is_empty() {
             prev = Some(Kind::Blank);
             continue;
         }
         if kind == Kind::Structure {
-            form_label = as_form_label(content)
-                .map(str::to_string)
-                .or(form_label.filter(|_| is_box(line)));
+            form_label = as_form_label(content).map(str::to_string);
         }
         // An answer under a form label is read with its label: "[x] No" under "Is there a
-        // workaround?" says "is there a workaround? no". The label alone stays structure, so
-        // a heading still never makes a fact on its own (docs/policy-decisions.md 122).
+        // workaround?" reads as the field "is there a workaround: no". The label alone stays
+        // structure, so a heading still never makes a fact on its own (decision 122).
         let owned;
         let content = match (kind, form_label.as_deref()) {
             (Kind::Text(Source::Own), Some(label)) if checked || is.answer => {
@@ -345,28 +333,26 @@ fn as_form_label(content: &str) -> Option<&str> {
 }
 
 /// A line with boxes in it, keeping the text before the first box and each ticked choice
-/// ("Type: [x] Incident [ ] Question" is "Type: Incident"), white space collapsed.
-fn keep_ticked_choices(line: &str) -> String {
+/// ("Type: [x] Incident [ ] Question" is "Type: Incident"), white space collapsed; and
+/// whether any box was ticked.
+fn keep_ticked_choices(line: &str) -> (String, bool) {
     let mut out = String::with_capacity(line.len());
     let mut rest_start = 0;
     let mut keep = true;
-    for m in INLINE_BOX.captures_iter(line) {
+    let mut ticked = false;
+    for m in BOX.captures_iter(line) {
         let whole = m.get(0).expect("group 0");
         if keep {
             out.push_str(&line[rest_start..whole.start()]);
         }
         keep = m.get(1).is_some_and(|b| b.as_str() != " ");
+        ticked |= keep;
         rest_start = whole.end();
     }
     if keep {
         out.push_str(&line[rest_start..]);
     }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Whether a line is a checkbox (checked or not), as in a list of choices under a label.
-fn is_box(line: &str) -> bool {
-    CHECKBOX.is_match(line.trim())
+    (out.split_whitespace().collect::<Vec<_>>().join(" "), ticked)
 }
 
 fn classify_lines(raw: &[&str], folded: &[&str], matched: &[LineMatch]) -> Vec<Kind> {

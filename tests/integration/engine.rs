@@ -367,6 +367,10 @@ fn form_answers_are_read_with_their_labels() {
     assert_eq!(flag(&d, "workaround"), Some(false), "{}", show(&d));
     assert_eq!(value(&d, "environment"), Some("production"), "{}", show(&d));
     assert_eq!(d.severity, 1, "{}", show(&d));
+    // A line of choices under a label, the unticked one first.
+    let d =
+        decide("The node hn-4 is down, no ping.\n\n**Is there a workaround?**\n[ ] Yes [x] No\n");
+    assert_eq!(flag(&d, "workaround"), Some(false), "{}", show(&d));
 }
 
 // The sender's own words ("backups work fine") beat a pasted log line.
