@@ -349,7 +349,12 @@ pub fn render(levels: &[u8], outcomes: &[Outcome], attribute_checks: usize) -> S
         .filter(|o| !o.attribute_misses.is_empty())
         .collect();
     if !awrong.is_empty() {
-        let _ = writeln!(out, "\nattribute misses ({}):", awrong.len());
+        let values: usize = awrong.iter().map(|o| o.attribute_misses.len()).sum();
+        let _ = writeln!(
+            out,
+            "\nattribute misses ({values} values in {} cases):",
+            awrong.len()
+        );
         for o in awrong {
             for (name, want, got) in &o.attribute_misses {
                 let _ = writeln!(out, "  {}: {name} expected {want}, got {got}", o.id);
