@@ -45,7 +45,7 @@ const BREAKS: [Break; 6] = [
     },
     Break {
         what: "question never asked",
-        from: "when = \"rule == s3.default\"",
+        from: "when = \"rule == s3.default & level == 3\"",
         to: "when = \"known(scope) & unknown(scope)\"",
         says: "never asked",
     },
