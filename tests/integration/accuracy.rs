@@ -143,6 +143,7 @@ fn language_dev_splits_clear_98_percent_and_find_every_level_1() {
             "fixtures/triage/i18n-dev24.jsonl",
             "fixtures/triage/i18n-dev25.jsonl",
             "fixtures/triage/i18n-dev26.jsonl",
+            "fixtures/triage/i18n-dev27.jsonl",
         ],
         "98",
         "100",
