@@ -94,6 +94,8 @@ fn dev_splits_clear_95_percent_and_find_every_level_1() {
             "fixtures/triage/dev55.jsonl",
             "fixtures/triage/dev56.jsonl",
             "fixtures/triage/dev57.jsonl",
+            "fixtures/triage/dev58.jsonl",
+            "fixtures/triage/dev59.jsonl",
             "fixtures/triage/review.jsonl",
         ],
         "95",
